@@ -1,0 +1,312 @@
+"""The settings schema and how a YAML file becomes ``Settings``.
+
+Every problem is reported as one line that starts with the key path (``jobs[2].labels.team``),
+because an operator fixing a config at 3 a.m. needs the place, not a traceback. Unknown keys are
+errors: a typo such as ``intervall`` must not silently leave a feature at its default.
+
+Any string value may be ``${VAR}`` or ``${VAR:-default}``; expansion happens on the parsed YAML
+tree, so a secret containing ``#`` or ``:`` cannot break the YAML syntax, and the error for an
+unset variable names the key that asked for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from monitor.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+RESERVED_LABELS = frozenset(
+    {
+        "job_id",
+        "job_name",
+        "phase",
+        "secondary_phase",
+        "end_recover",
+        "task",
+        "result",
+        "type",
+        "version",
+        "sink",
+        "le",
+        "quantile",
+        "workspace_id",
+        "user_name",
+        "engine_name",
+        "engine_version",
+        "flavor_id",
+        "flavor_type",
+        "pool_id",
+    }
+)
+"""Label names the monitor sets itself; a job label with one of these names would clash."""
+
+
+def parse_duration(value: object) -> float:
+    """``"500ms"``, ``"15s"``, ``"5m"``, ``"1h"`` or a number of seconds, as float seconds > 0."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 500ms, 15s, 5m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration such as 500ms, 15s, 5m, 1h")
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Model):
+    endpoint: str
+    project_id: str = ""
+    timeout: Duration = 10.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+
+class AuthSettings(_Model):
+    type: Literal["aksk", "none"] = "aksk"
+    ak: str = ""
+    sk: SecretStr = SecretStr("")
+
+
+class PollSettings(_Model):
+    interval: Duration = 30.0
+    jitter: Duration | None = None
+    """Random spread added to each run; defaults to a tenth of the interval."""
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    """Polls in flight at once; bounds what N slow jobs can hold."""
+
+
+class JobSettings(_Model):
+    id: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    interval: Duration | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not _JOB_ID.match(v):
+            raise ValueError("must be 1-64 letters, digits, '-' or '_'")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"{name!r} is not a valid Prometheus label name")
+            if name in RESERVED_LABELS:
+                raise ValueError(f"{name!r} is set by the monitor itself; choose another name")
+        return v
+
+
+class StateSettings(_Model):
+    path: str = "/var/lib/modelarts-monitor/state.db"
+
+
+class LogSinkSettings(_Model):
+    type: Literal["log"]
+
+
+class ConsoleSinkSettings(_Model):
+    """Human-readable lines on stdout; what ``demo`` uses."""
+
+    type: Literal["console"]
+
+
+class FileSinkSettings(_Model):
+    type: Literal["file"]
+    path: str
+
+
+SinkSettings = Annotated[
+    LogSinkSettings | ConsoleSinkSettings | FileSinkSettings, Field(discriminator="type")
+]
+
+
+class EventSettings(_Model):
+    sinks: list[SinkSettings] = Field(default_factory=lambda: [LogSinkSettings(type="log")])  # type: ignore[arg-type]
+
+
+class ServerSettings(_Model):
+    listen: str = "0.0.0.0:9888"  # an exporter is scraped from other hosts
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+
+class LogSettings(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Model):
+    api: ApiSettings
+    auth: AuthSettings = AuthSettings()
+    poll: PollSettings = PollSettings()
+    jobs: list[JobSettings] = Field(default_factory=list)
+    state: StateSettings = StateSettings()
+    events: EventSettings = EventSettings()
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        problems = []
+        seen: set[str] = set()
+        for i, job in enumerate(self.jobs):
+            if job.id in seen:
+                problems.append(f"jobs[{i}].id: {job.id!r} is listed twice")
+            seen.add(job.id)
+        if self.auth.type == "aksk" and not (self.auth.ak and self.auth.sk.get_secret_value()):
+            problems.append(
+                "auth: type aksk needs ak and sk (or HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK)"
+            )
+        if not self.api.project_id:
+            problems.append("api.project_id: required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def interval_for(self, job: JobSettings) -> float:
+        return job.interval or self.poll.interval
+
+    def jitter_for(self, job: JobSettings) -> float:
+        interval = self.interval_for(job)
+        jitter = self.poll.jitter if self.poll.jitter is not None else interval / 10
+        return min(jitter, interval / 2)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9888`` for IPv6) into its parts, or ValueError."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{listen!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104
+
+
+def expand_env(node: object, env: Mapping[str, str], path: str = "") -> object:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(node, dict):
+        return {k: expand_env(v, env, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path or '$'}: environment variable {name} is not set")
+
+    return _ENV.sub(substitute, node)
+
+
+def _env_defaults(doc: dict[str, Any], env: Mapping[str, str]) -> None:
+    """The Huawei SDKs' variables fill keys the file leaves out, as users already expect."""
+    api = doc.get("api")
+    if isinstance(api, dict) and "project_id" not in api and env.get("HUAWEICLOUD_SDK_PROJECT_ID"):
+        api["project_id"] = env["HUAWEICLOUD_SDK_PROJECT_ID"]
+    auth = doc.setdefault("auth", {})
+    if isinstance(auth, dict) and auth.get("type", "aksk") == "aksk":
+        for key, var in (("ak", "HUAWEICLOUD_SDK_AK"), ("sk", "HUAWEICLOUD_SDK_SK")):
+            if key not in auth and env.get(var):
+                auth[key] = env[var]
+
+
+def parse_settings(doc: object, env: Mapping[str, str] | None = None) -> Settings:
+    """Validate an already-decoded document; ``ConfigError`` lists every problem found."""
+    env = os.environ if env is None else env
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"$: the config must be a mapping, got {type(doc).__name__}")
+    expanded = expand_env(doc, env)
+    assert isinstance(expanded, dict)
+    _env_defaults(expanded, env)
+    try:
+        return Settings.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: {problem}{where}") from None
+    return parse_settings(doc, env)
+
+
+_SINK_TAGS = {"log", "console", "file"}
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [p for p in err["loc"] if p not in _SINK_TAGS]
+        path = ""
+        for part in loc:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+        for line in message.splitlines():
+            problems.append(f"{path}: {line}" if path else line)
+    return problems
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

@@ -1,0 +1,118 @@
+"""The ``Event`` type, its deterministic id and its CloudEvents 1.0 structured form.
+
+An event's id is a hash of what the event is *about* (job, type and the transition or record it
+describes), never of when or by whom it was seen. The same transition therefore gets the same id
+from a replayed outbox, from a restarted monitor that re-detects it, or from a second replica
+watching the same job, and a consumer that de-duplicates on ``id`` pages once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+TYPE_PREFIX = "modelarts.job."
+EVENT_TYPES: tuple[str, ...] = (
+    "discovered",
+    "phase_changed",
+    "secondary_phase_changed",
+    "run_started",
+    "run_ended",
+    "nodes_changed",
+    "task_failed",
+    "not_found",
+)
+"""Short names; the CloudEvents ``type`` is ``TYPE_PREFIX + name``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One transition of one job. ``data`` holds the type's own fields (see DESIGN.md)."""
+
+    id: str
+    type: str
+    job_id: str
+    job_name: str
+    time: float
+    """Unix seconds at which the monitor observed the transition."""
+    data: Mapping[str, Any]
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def cloud_type(self) -> str:
+        return TYPE_PREFIX + self.type
+
+
+def event_id(job_id: str, type_: str, key: tuple[object, ...]) -> str:
+    """Deterministic id: 32 hex digits of SHA-256 over job, type and the transition key."""
+    material = "\x1f".join([job_id, type_, *(str(k) for k in key)])
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def new_event(
+    type_: str,
+    *,
+    job_id: str,
+    job_name: str,
+    key: tuple[object, ...],
+    data: Mapping[str, Any],
+    time: float,
+) -> Event:
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    return Event(
+        id=event_id(job_id, type_, key),
+        type=type_,
+        job_id=job_id,
+        job_name=job_name,
+        time=time,
+        data=dict(data),
+    )
+
+
+def rfc3339(ts: float) -> str:
+    """UTC, second precision unless there is a fraction, ``Z`` suffix."""
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    text = dt.isoformat(timespec="milliseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def to_cloudevent(event: Event, project_id: str) -> dict[str, Any]:
+    """The structured-mode JSON object of DESIGN.md's event contract."""
+    return {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": f"modelarts-monitor/{project_id}",
+        "type": event.cloud_type,
+        "subject": event.job_id,
+        "time": rfc3339(event.time),
+        "datacontenttype": "application/json",
+        "data": {
+            "job_id": event.job_id,
+            "job_name": event.job_name,
+            **event.data,
+            "labels": dict(event.labels),
+        },
+    }
+
+
+def from_cloudevent(doc: Mapping[str, Any]) -> Event:
+    """Inverse of ``to_cloudevent`` (used to read events back from the outbox and from files)."""
+    data = dict(doc["data"])
+    job_id = data.pop("job_id")
+    job_name = data.pop("job_name")
+    labels = data.pop("labels", {})
+    ts = datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")).timestamp()
+    type_ = str(doc["type"]).removeprefix(TYPE_PREFIX)
+    return Event(
+        id=doc["id"],
+        type=type_,
+        job_id=job_id,
+        job_name=job_name,
+        time=ts,
+        data=data,
+        labels=labels,
+    )

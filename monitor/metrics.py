@@ -1,0 +1,370 @@
+"""Prometheus exposition: job series pre-rendered per job, joined at scrape time.
+
+The job families are one flat table (``JOB_FAMILIES``): name, type, help, and a pure function
+from a job's state to its samples, the way kube-state-metrics declares ``jobMetricFamilies``.
+Shared labels (``job_id``, ``job_name``, configured labels) are added in one place, ``_render``.
+
+Rendering happens when a job's state changes, not when Prometheus scrapes: ``SeriesStore`` keeps
+each job's lines as bytes per family, and a scrape only concatenates them under each family's
+``# HELP``/``# TYPE`` header (every sample of a family must be contiguous in the text format).
+The joined body is cached until something changes.
+
+The monitor's own counters and histograms use prometheus-client's collector model
+(``MonitorMetrics``); their per-job gauges (``up``, last success) are rendered here too because
+they carry each job's own label set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import disable_created_metrics
+
+from monitor import __version__
+from monitor.diff import JobState
+from monitor.errors import POLL_RESULTS
+from monitor.events import EVENT_TYPES
+from monitor.modelarts.schema import (
+    OTHER,
+    PHASES,
+    RECOVER_STRATEGIES,
+    SECONDARY_PHASES,
+    JobSnapshot,
+    bounded,
+)
+
+Sample = tuple[Mapping[str, str], float]
+CACHED = " Cached from the last successful poll."
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...]
+    samples: Callable[[JobSnapshot, JobState], Iterable[Sample]]
+
+    @property
+    def header(self) -> bytes:
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n".encode()
+
+
+def _state_set(label: str, value: str, documented: tuple[str, ...]) -> list[Sample]:
+    current = bounded(value, documented) if value else None
+    return [({label: s}, 1.0 if s == current else 0.0) for s in (*documented, OTHER)]
+
+
+def _one(value: float | None) -> list[Sample]:
+    return [] if value is None else [({}, float(value))]
+
+
+def _info(s: JobSnapshot, st: JobState) -> list[Sample]:
+    return [
+        (
+            {
+                "workspace_id": s.workspace_id,
+                "user_name": s.user_name,
+                "engine_name": s.engine_name,
+                "engine_version": s.engine_version,
+                "flavor_id": s.flavor_id,
+                "flavor_type": s.flavor_type,
+                "pool_id": s.pool_id,
+            },
+            1.0,
+        )
+    ]
+
+
+def _ms(value: int | None) -> float | None:
+    return None if value is None else value / 1000
+
+
+JOB_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "modelarts_training_job_info",
+        "gauge",
+        "Fixed attributes of a training job, value 1." + CACHED,
+        (
+            "workspace_id",
+            "user_name",
+            "engine_name",
+            "engine_version",
+            "flavor_id",
+            "flavor_type",
+            "pool_id",
+        ),
+        _info,
+    ),
+    Family(
+        "modelarts_training_job_phase",
+        "gauge",
+        "1 for the job's current phase (status.phase), 0 for every other documented phase;"
+        " undocumented values are exported as other." + CACHED,
+        ("phase",),
+        (lambda s, st: _state_set("phase", s.phase, PHASES)),
+    ),
+    Family(
+        "modelarts_training_job_secondary_phase",
+        "gauge",
+        "1 for the job's current secondary phase (status.secondary_phase), 0 for the others;"
+        " undocumented values are exported as other." + CACHED,
+        ("secondary_phase",),
+        (
+            lambda s, st: _state_set(
+                "secondary_phase",
+                s.secondary_phase,
+                SECONDARY_PHASES,
+            )
+        ),
+    ),
+    Family(
+        "modelarts_training_job_duration_seconds",
+        "gauge",
+        "Run time of the job reported by ModelArts (status.duration)." + CACHED,
+        (),
+        (lambda s, st: _one(_ms(s.duration_ms))),
+    ),
+    Family(
+        "modelarts_training_job_nodes",
+        "gauge",
+        "Nodes in the newest point of status.node_count_metrics." + CACHED,
+        (),
+        (lambda s, st: _one(s.nodes)),
+    ),
+    Family(
+        "modelarts_training_job_requested_nodes",
+        "gauge",
+        "Nodes requested by the job (spec.resource.node_count)." + CACHED,
+        (),
+        (lambda s, st: _one(s.requested_nodes)),
+    ),
+    Family(
+        "modelarts_training_job_created_timestamp_seconds",
+        "gauge",
+        "When the job was created (metadata.create_time), Unix seconds." + CACHED,
+        (),
+        (lambda s, st: _one(_ms(s.create_time_ms))),
+    ),
+    Family(
+        "modelarts_training_job_start_timestamp_seconds",
+        "gauge",
+        "When the job started (status.start_time), Unix seconds; absent until it has started."
+        + CACHED,
+        (),
+        (lambda s, st: _one(_ms(s.start_time_ms or None))),
+    ),
+    Family(
+        "modelarts_training_job_running_records",
+        "gauge",
+        "Runs of the job so far, one per start and fault recovery (status.running_records)."
+        + CACHED,
+        (),
+        (lambda s, st: _one(len(s.running_records))),
+    ),
+    Family(
+        "modelarts_training_job_restarts_total",
+        "counter",
+        "Runs that ended with each fault-recovery strategy (running_records[].end_recover),"
+        " counted from the job's full record list; undocumented strategies as other." + CACHED,
+        ("end_recover",),
+        (
+            lambda s, st: [
+                ({"end_recover": k}, float(st.restarts.get(k, 0)))
+                for k in (*RECOVER_STRATEGIES, OTHER)
+            ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_task_exit_code",
+        "gauge",
+        "Exit code of each task that reported one (status.task_statuses)." + CACHED,
+        ("task",),
+        (
+            lambda s, st: [
+                ({"task": t.task}, float(t.exit_code))
+                for t in s.task_statuses
+                if t.exit_code is not None and t.task
+            ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_phase_last_change_timestamp_seconds",
+        "gauge",
+        "When the monitor first saw the job's current phase, Unix seconds.",
+        (),
+        (lambda s, st: _one(st.phase_since)),
+    ),
+)
+
+HEALTH_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "modelarts_monitor_up",
+        "gauge",
+        "1 if the last poll of this job succeeded, else 0.",
+        (),
+        lambda s, st: (),  # health values are not part of JobState; see SeriesStore.set_health
+    ),
+    Family(
+        "modelarts_monitor_last_poll_success_timestamp_seconds",
+        "gauge",
+        "When this job was last polled successfully, Unix seconds.",
+        (),
+        lambda s, st: (),
+    ),
+)
+
+
+def escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def job_label_prefix(job_id: str, job_name: str, labels: Mapping[str, str]) -> str:
+    """The labels every series of a job carries, rendered once per job."""
+    parts = [f'job_id="{escape(job_id)}"', f'job_name="{escape(job_name)}"']
+    parts += [f'{k}="{escape(v)}"' for k, v in sorted(labels.items())]
+    return ",".join(parts)
+
+
+def _render(name: str, prefix: str, samples: Iterable[Sample]) -> bytes:
+    lines = []
+    for extra, value in samples:
+        labels = prefix + "".join(f',{k}="{escape(v)}"' for k, v in extra.items())
+        lines.append(f"{name}{{{labels}}} {format_value(value)}\n")
+    return "".join(lines).encode()
+
+
+def render_job(state: JobState, labels: Mapping[str, str]) -> tuple[bytes, ...]:
+    """One bytes chunk per entry of ``JOB_FAMILIES`` (possibly empty)."""
+    snapshot = state.snapshot
+    if snapshot is None:  # nothing known from the API yet: no series, not zeros
+        return (b"",) * len(JOB_FAMILIES)
+    prefix = job_label_prefix(state.job_id, state.job_name, labels)
+    return tuple(_render(f.name, prefix, f.samples(snapshot, state)) for f in JOB_FAMILIES)
+
+
+@dataclass(slots=True)
+class _JobEntry:
+    prefix: str
+    series: tuple[bytes, ...]
+    up: bool = False
+    last_success: float | None = None
+    health: tuple[bytes, bytes] = (b"", b"")
+
+    def render_health(self) -> None:
+        self.health = (
+            _render(HEALTH_FAMILIES[0].name, self.prefix, [({}, 1.0 if self.up else 0.0)]),
+            _render(HEALTH_FAMILIES[1].name, self.prefix, _one(self.last_success)),
+        )
+
+
+class SeriesStore:
+    """Per-job pre-rendered series, concatenated family by family at scrape time."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, _JobEntry] = {}
+        self._body: bytes | None = None
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def update(self, state: JobState, labels: Mapping[str, str]) -> None:
+        """Re-render a job's series after its state (or its configured labels) changed."""
+        prefix = job_label_prefix(state.job_id, state.job_name, labels)
+        entry = self._jobs.get(state.job_id)
+        if entry is None:
+            entry = self._jobs[state.job_id] = _JobEntry(prefix, ())
+            entry.render_health()
+        elif entry.prefix != prefix:
+            entry.prefix = prefix
+            entry.render_health()
+        entry.series = render_job(state, labels)
+        self._body = None
+
+    def set_health(self, job_id: str, up: bool, last_success: float | None) -> None:
+        entry = self._jobs.get(job_id)
+        if entry is None or (entry.up, entry.last_success) == (up, last_success):
+            return
+        entry.up, entry.last_success = up, last_success
+        entry.render_health()
+        self._body = None
+
+    def remove(self, job_id: str) -> None:
+        if self._jobs.pop(job_id, None) is not None:
+            self._body = None
+
+    def render(self) -> bytes:
+        if self._body is None:
+            entries = list(self._jobs.values())
+            chunks: list[bytes] = []
+            for i, family in enumerate(JOB_FAMILIES):
+                chunks.append(family.header)
+                chunks.extend(e.series[i] for e in entries)
+            for i, family in enumerate(HEALTH_FAMILIES):
+                chunks.append(family.header)
+                chunks.extend(e.health[i] for e in entries)
+            self._body = b"".join(chunks)
+        return self._body
+
+
+class MonitorMetrics:
+    """The monitor's own counters, on a registry of its own (no process-global state)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.polls = Counter(
+            "modelarts_monitor_polls",
+            "Polls of the job-detail API by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in POLL_RESULTS:
+            self.polls.labels(result)
+        self.poll_duration = Histogram(
+            "modelarts_monitor_poll_duration_seconds",
+            "Time for one poll of one job: request, parse, diff and commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "modelarts_monitor_events",
+            "Events emitted, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        for type_ in EVENT_TYPES:
+            self.events.labels(type_)
+        self.jobs = Gauge("modelarts_monitor_jobs", "Jobs being monitored.", registry=self.registry)
+        self.build_info = Gauge(
+            "modelarts_monitor_build_info",
+            "Version of the monitor, value 1.",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_doc() -> str:
+    """The Markdown table in docs/metrics.md, generated so the doc cannot drift from the code."""
+    rows = [
+        "| name | type | labels beyond job_id, job_name and configured labels | help |",
+        "| --- | --- | --- | --- |",
+    ]
+    for f in (*JOB_FAMILIES, *HEALTH_FAMILIES):
+        rows.append(f"| `{f.name}` | {f.type} | {', '.join(f.labels)} | {f.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,254 @@
+"""The job-detail document as an immutable ``JobSnapshot``.
+
+The authority is the API reference (``shared/reference/show-training-job-details.zh.txt``). The
+parser is deliberately two-faced:
+
+* tolerant of what the API is documented or known to do: fields missing, ``null`` where a value
+  was expected, fields it has never heard of, enum values it does not know, running records that
+  contradict themselves (``end_at`` before ``start_at``);
+* strict about what would make a snapshot a lie: a body that is not an object, a field of the
+  wrong type, a job id that is not the one asked for. Those raise ``InvalidResponse`` naming the
+  field, so a poll that gets garbage fails loudly and never becomes a transition.
+
+Only what the monitor uses is kept; the snapshot must be cheap to hold for 10,000 jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.errors import InvalidResponse
+
+PHASES: tuple[str, ...] = (
+    "Creating",
+    "Pending",
+    "Running",
+    "Failed",
+    "Completed",
+    "Terminating",
+    "Terminated",
+    "Abnormal",
+)
+SECONDARY_PHASES: tuple[str, ...] = (
+    "Creating",
+    "Queuing",
+    "Running",
+    "Failed",
+    "Completed",
+    "Terminating",
+    "Terminated",
+    "CreateFailed",
+    "TerminatedFailed",
+    "Unknown",
+    "Lost",
+)
+RECOVER_STRATEGIES: tuple[str, ...] = (
+    "npu_proc_restart",
+    "gpu_proc_restart",
+    "proc_restart",
+    "pod_reschedule",
+    "job_reschedule",
+    "job_reschedule_with_taint",
+)
+TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
+OTHER = "other"
+
+
+def bounded(value: str, documented: tuple[str, ...]) -> str:
+    """Map a value onto a documented enum, or ``other``: the one rule for every enum label."""
+    return value if value in documented else OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRecord:
+    """One run of the job; a new one appears after every fault recovery. Times in seconds."""
+
+    start_at: int | None = None
+    end_at: int | None = None
+    start_type: str = ""
+    end_reason: str = ""
+    end_related_task: str = ""
+    end_recover: str = ""
+    end_recover_before_downgrade: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.end_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    task: str
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """What one successful poll says about one job. Times from the API are kept in its units."""
+
+    job_id: str
+    name: str = ""
+    kind: str = ""
+    workspace_id: str = ""
+    user_name: str = ""
+    create_time_ms: int | None = None
+    engine_name: str = ""
+    engine_version: str = ""
+    flavor_id: str = ""
+    flavor_type: str = ""
+    pool_id: str = ""
+    requested_nodes: int | None = None
+    phase: str = ""
+    secondary_phase: str = ""
+    duration_ms: int | None = None
+    start_time_ms: int | None = None
+    nodes: int | None = None
+    """Value of the newest point of ``node_count_metrics`` (by timestamp, not list position)."""
+    nodes_at_ms: int | None = None
+    tasks: tuple[str, ...] = ()
+    task_statuses: tuple[TaskStatus, ...] = ()
+    running_records: tuple[RunningRecord, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+
+def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
+    """Turn a decoded job-detail body into a snapshot, or raise ``InvalidResponse``.
+
+    ``job_id`` is the id that was asked for; a body about another job is rejected rather than
+    silently filed under the wrong id.
+    """
+    doc = _obj(raw, "$")
+    metadata = _obj(doc.get("metadata"), "metadata")
+    status = _obj(doc.get("status"), "status")
+    spec = _obj(doc.get("spec"), "spec")
+    resource = _obj(spec.get("resource"), "spec.resource")
+    flavor_detail = _obj(resource.get("flavor_detail"), "spec.resource.flavor_detail")
+    algorithm = _obj(doc.get("algorithm"), "algorithm")
+    engine = _obj(algorithm.get("engine"), "algorithm.engine")
+
+    found_id = _str(metadata.get("id"), "metadata.id")
+    if job_id is None:
+        if not found_id:
+            raise InvalidResponse("response has no metadata.id")
+        job_id = found_id
+    elif found_id and found_id != job_id:
+        raise InvalidResponse(f"response is about job {found_id!r}, not the requested {job_id!r}")
+
+    nodes, nodes_at = _newest_point(status.get("node_count_metrics"))
+    return JobSnapshot(
+        job_id=job_id,
+        name=_str(metadata.get("name"), "metadata.name"),
+        kind=_str(doc.get("kind"), "kind"),
+        workspace_id=_str(metadata.get("workspace_id"), "metadata.workspace_id"),
+        user_name=_str(metadata.get("user_name"), "metadata.user_name"),
+        create_time_ms=_int(metadata.get("create_time"), "metadata.create_time"),
+        engine_name=_str(engine.get("engine_name"), "algorithm.engine.engine_name"),
+        engine_version=_str(engine.get("engine_version"), "algorithm.engine.engine_version"),
+        flavor_id=_str(resource.get("flavor_id"), "spec.resource.flavor_id"),
+        flavor_type=_str(
+            flavor_detail.get("flavor_type"), "spec.resource.flavor_detail.flavor_type"
+        ),
+        pool_id=_str(resource.get("pool_id"), "spec.resource.pool_id"),
+        requested_nodes=_int(resource.get("node_count"), "spec.resource.node_count"),
+        phase=_str(status.get("phase"), "status.phase"),
+        secondary_phase=_str(status.get("secondary_phase"), "status.secondary_phase"),
+        duration_ms=_int(status.get("duration"), "status.duration"),
+        start_time_ms=_int(status.get("start_time"), "status.start_time"),
+        nodes=nodes,
+        nodes_at_ms=nodes_at,
+        tasks=tuple(
+            _str(t, f"status.tasks[{i}]")
+            for i, t in enumerate(_list(status.get("tasks"), "status.tasks"))
+        ),
+        task_statuses=tuple(
+            _task_status(t, f"status.task_statuses[{i}]")
+            for i, t in enumerate(_list(status.get("task_statuses"), "status.task_statuses"))
+        ),
+        running_records=tuple(
+            _record(r, f"status.running_records[{i}]")
+            for i, r in enumerate(_list(status.get("running_records"), "status.running_records"))
+        ),
+    )
+
+
+def _task_status(raw: object, path: str) -> TaskStatus:
+    obj = _obj(raw, path)
+    return TaskStatus(
+        task=_str(obj.get("task"), f"{path}.task"),
+        exit_code=_int(obj.get("exit_code"), f"{path}.exit_code"),
+        message=_str(obj.get("message"), f"{path}.message"),
+    )
+
+
+def _record(raw: object, path: str) -> RunningRecord:
+    obj = _obj(raw, path)
+    return RunningRecord(
+        start_at=_int(obj.get("start_at"), f"{path}.start_at"),
+        end_at=_int(obj.get("end_at"), f"{path}.end_at"),
+        start_type=_str(obj.get("start_type"), f"{path}.start_type"),
+        end_reason=_str(obj.get("end_reason"), f"{path}.end_reason"),
+        end_related_task=_str(obj.get("end_related_task"), f"{path}.end_related_task"),
+        end_recover=_str(obj.get("end_recover"), f"{path}.end_recover"),
+        end_recover_before_downgrade=_str(
+            obj.get("end_recover_before_downgrade"), f"{path}.end_recover_before_downgrade"
+        ),
+    )
+
+
+def _newest_point(raw: object) -> tuple[int | None, int | None]:
+    """The ``[ts_ms, count]`` pair with the highest timestamp; the list's order is not promised."""
+    newest: tuple[int, int] | None = None
+    for i, point in enumerate(_list(raw, "status.node_count_metrics")):
+        path = f"status.node_count_metrics[{i}]"
+        pair = _list(point, path)
+        if len(pair) != 2:
+            raise InvalidResponse(f"{path}: expected [timestamp_ms, count], got {len(pair)} items")
+        ts, count = _int(pair[0], f"{path}[0]"), _int(pair[1], f"{path}[1]")
+        if ts is None or count is None:
+            continue
+        if newest is None or ts >= newest[0]:
+            newest = (ts, count)
+    return (newest[1], newest[0]) if newest else (None, None)
+
+
+def _obj(value: object, path: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidResponse(f"{path}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: object, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidResponse(f"{path}: expected an array, got {type(value).__name__}")
+    return value
+
+
+def _str(value: object, path: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidResponse(f"{path}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _int(value: object, path: str) -> int | None:
+    """Integers, and floats that are whole numbers (JSON does not tell them apart)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidResponse(f"{path}: expected a number, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise InvalidResponse(f"{path}: expected a whole number, got {value!r}")
+        return int(value)
+    return value

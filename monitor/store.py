@@ -1,0 +1,230 @@
+"""Durable state on SQLite: each job's last state, and the event outbox.
+
+A poll's new state and the events it produced are written in one transaction, so after a crash
+the monitor either has both (and the outbox redelivers the events) or neither (and the next poll
+re-detects the same transitions, with the same deterministic ids). Each sink has its own position
+in the outbox; an event is deleted once every configured sink has passed it.
+
+SQLite calls block, so they run on one dedicated thread (``call``), never on the event loop; one
+thread also means one connection and no locking between writers. WAL mode with
+``synchronous=NORMAL`` keeps a commit to a page append, which is cheap enough to do per change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from monitor.diff import JobState
+from monitor.errors import StateError
+from monitor.modelarts.schema import JobSnapshot, RunningRecord, TaskStatus
+
+SCHEMA_VERSION = 1
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        job_id TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE sink_positions (
+        sink TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    """,
+}
+"""Forward migrations: ``_MIGRATIONS[n]`` takes a database from version n-1 to n."""
+
+
+def state_to_dict(state: JobState) -> dict[str, Any]:
+    return {
+        "job_id": state.job_id,
+        "snapshot": asdict(state.snapshot) if state.snapshot else None,
+        "phase_since": state.phase_since,
+        "restarts": dict(state.restarts),
+        "gone": state.gone,
+    }
+
+
+def state_from_dict(doc: Mapping[str, Any]) -> JobState:
+    snap = doc.get("snapshot")
+    snapshot = None
+    if snap is not None:
+        snapshot = JobSnapshot(
+            **{
+                **snap,
+                "tasks": tuple(snap["tasks"]),
+                "task_statuses": tuple(TaskStatus(**t) for t in snap["task_statuses"]),
+                "running_records": tuple(RunningRecord(**r) for r in snap["running_records"]),
+            }
+        )
+    return JobState(
+        job_id=doc["job_id"],
+        snapshot=snapshot,
+        phase_since=doc.get("phase_since"),
+        restarts=dict(doc.get("restarts") or {}),
+        gone=bool(doc.get("gone")),
+    )
+
+
+class Store:
+    """The state database. Methods are synchronous; use ``call`` from async code."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-db")
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._check_integrity()
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StateError(f"state database {self.path}: {exc.strerror or exc}") from exc
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run one store method on the database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._db.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def _check_integrity(self) -> None:
+        row = self._db.execute("PRAGMA quick_check").fetchone()
+        if row is None or row[0] != "ok":
+            raise StateError(f"state database {self.path} is corrupt: {row[0] if row else '?'}")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state database {self.path} has schema version {version}, newer than this "
+                f"monitor's {SCHEMA_VERSION}; upgrade the monitor or point state.path elsewhere"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE;{_MIGRATIONS[target]};PRAGMA user_version = {target};COMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Commit on success, roll back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def load_states(self) -> dict[str, JobState]:
+        try:
+            rows = self._db.execute("SELECT state FROM jobs").fetchall()
+            return {s.job_id: s for s in (state_from_dict(json.loads(r[0])) for r in rows)}
+        except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+            raise StateError(f"state database {self.path}: cannot read job states: {exc}") from exc
+
+    def commit(self, state: JobState, events: Iterable[Mapping[str, Any]], now: float) -> None:
+        """Write a job's new state and its events (CloudEvents documents) atomically."""
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO jobs(job_id, state, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(job_id) DO UPDATE SET state = excluded.state, "
+                    "updated_at = excluded.updated_at",
+                    (state.job_id, json.dumps(state_to_dict(state)), now),
+                )
+                self._db.executemany(
+                    # The same transition re-detected (same deterministic id) is stored once.
+                    "INSERT OR IGNORE INTO outbox(id, job_id, body) VALUES (?, ?, ?)",
+                    [(e["id"], e["subject"], json.dumps(e)) for e in events],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot commit: {exc}") from exc
+
+    def forget(self, job_id: str) -> None:
+        try:
+            with self._transaction():
+                self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def pending(self, sink: str, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
+        """Events this sink has not taken yet, oldest first."""
+        try:
+            rows = self._db.execute(
+                "SELECT seq, body FROM outbox WHERE seq > "
+                "COALESCE((SELECT seq FROM sink_positions WHERE sink = ?), 0) "
+                "ORDER BY seq LIMIT ?",
+                (sink, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot read outbox: {exc}") from exc
+        return [(seq, json.loads(body)) for seq, body in rows]
+
+    def ack(self, sink: str, seq: int, all_sinks: Sequence[str]) -> None:
+        """Move a sink past ``seq``; drop events that every sink in ``all_sinks`` has taken."""
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO sink_positions(sink, seq) VALUES (?, ?) "
+                    "ON CONFLICT(sink) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                    (sink, seq),
+                )
+                marks = ",".join("?" * len(all_sinks))
+                row = self._db.execute(
+                    f"SELECT COUNT(*), MIN(seq) FROM sink_positions WHERE sink IN ({marks})",  # noqa: S608
+                    tuple(all_sinks),
+                ).fetchone()
+                if row[0] == len(all_sinks):
+                    self._db.execute("DELETE FROM outbox WHERE seq <= ?", (row[1],))
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot record delivery: {exc}") from exc
+
+    def outbox_size(self, sink: str | None = None) -> int:
+        try:
+            if sink is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE seq > "
+                    "COALESCE((SELECT seq FROM sink_positions WHERE sink = ?), 0)",
+                    (sink,),
+                ).fetchone()[0]
+            )
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
