@@ -360,11 +360,39 @@ class MonitorMetrics:
 
 
 def metrics_doc() -> str:
-    """The Markdown table in docs/metrics.md, generated so the doc cannot drift from the code."""
+    """docs/metrics.md, generated so the doc cannot drift from the code (a test compares them).
+
+    Regenerate with ``python -m monitor.metrics > docs/metrics.md``.
+    """
     rows = [
-        "| name | type | labels beyond job_id, job_name and configured labels | help |",
+        "# Metrics",
+        "",
+        "Generated from `monitor/metrics.py` by `python -m monitor.metrics > docs/metrics.md`;",
+        "a test fails when this file and the code disagree.",
+        "",
+        "Every job series carries `job_id`, `job_name` and the job's configured `labels`.",
+        "Undocumented enum values are exported as `other`; the raw value goes to events and logs.",
+        "",
+        "## Job series",
+        "",
+        "| name | type | extra labels | help |",
         "| --- | --- | --- | --- |",
     ]
     for f in (*JOB_FAMILIES, *HEALTH_FAMILIES):
         rows.append(f"| `{f.name}` | {f.type} | {', '.join(f.labels)} | {f.help} |")
+    rows += [
+        "",
+        "## The monitor itself",
+        "",
+        "| name | type | labels | help |",
+        "| --- | --- | --- | --- |",
+    ]
+    for family in MonitorMetrics().registry.collect():
+        labels = sorted({k for s in family.samples for k in s.labels} - {"le"})
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        rows.append(f"| `{name}` | {family.type} | {', '.join(labels)} | {family.documentation} |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(metrics_doc(), end="")

@@ -123,7 +123,9 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
     ``job_id`` is the id that was asked for; a body about another job is rejected rather than
     silently filed under the wrong id.
     """
-    doc = _obj(raw, "$")
+    if not isinstance(raw, dict):
+        raise InvalidResponse(f"body: expected a JSON object, got {type(raw).__name__}")
+    doc: Mapping[str, Any] = raw
     metadata = _obj(doc.get("metadata"), "metadata")
     status = _obj(doc.get("status"), "status")
     spec = _obj(doc.get("spec"), "spec")

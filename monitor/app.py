@@ -1,0 +1,186 @@
+"""Building the daemon from ``Settings``, and its lifecycle: start, run until signalled, drain.
+
+Start order makes ``/metrics`` truthful from the first scrape: stored states are loaded and
+rendered (with ``up`` 0) before the server listens, and the first poll of each job diffs against
+the stored state, so a restart neither re-announces jobs nor misses what changed while down.
+
+Stop order is the reverse of the data flow (arq's worker shutdown is the model): stop
+scheduling, let in-flight polls finish within a grace period, let the sinks drain the outbox
+within the same budget, then close the server, the HTTP client and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+from aiohttp import web
+
+from monitor.config import Settings, split_listen
+from monitor.logs import get_logger
+from monitor.metrics import MonitorMetrics, SeriesStore
+from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.client import ModelArtsClient
+from monitor.poller import Poller
+from monitor.scheduler import PollScheduler
+from monitor.server import JobRow, create_app
+from monitor.sinks import Dispatcher, Sink, build_sink
+from monitor.store import Store
+
+log = get_logger("monitor.app")
+
+
+def build_auth(settings: Settings) -> httpx.Auth | None:
+    if settings.auth.type == "aksk":
+        return AkSkAuth(
+            settings.auth.ak,
+            settings.auth.sk.get_secret_value(),
+            project_id=settings.api.project_id,
+        )
+    return None
+
+
+def build_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> ModelArtsClient:
+    return ModelArtsClient(
+        settings.api.endpoint,
+        settings.api.project_id,
+        auth=build_auth(settings),
+        timeout=settings.api.timeout,
+        max_connections=settings.poll.concurrency,
+        transport=transport,
+    )
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._sinks = list(sinks) if sinks is not None else None
+        self._transport = transport
+        self._clock = clock
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        """Raises ``StateError`` if the database is unusable; nothing is left running then."""
+        s = self.settings
+        self.store = Store(s.state.path)
+        try:
+            states = await self.store.call(self.store.load_states)
+        except Exception:
+            self.store.close()
+            raise
+        self.client = build_client(s, self._transport)
+        self.series = SeriesStore()
+        self.metrics = MonitorMetrics()
+        sinks = self._sinks if self._sinks is not None else [build_sink(x) for x in s.events.sinks]
+        self.dispatcher = Dispatcher(self.store, sinks)
+        self.poller = Poller(
+            client=self.client,
+            store=self.store,
+            series=self.series,
+            metrics=self.metrics,
+            dispatcher=self.dispatcher,
+            project_id=s.api.project_id,
+            concurrency=s.poll.concurrency,
+            clock=self._clock,
+        )
+        self.poller.restore(states)
+        self.scheduler = PollScheduler(self.poller.poll)
+        for job in s.jobs:
+            self.poller.watch(job.id, job.labels)
+            self.scheduler.add(
+                job.id,
+                s.interval_for(job),
+                s.jitter_for(job),
+                first_within=min(1.0, s.interval_for(job)),
+            )
+
+        host, port = split_listen(s.server.listen)
+        app = create_app(
+            metrics=self.render_metrics, ready=self.poller.ready, overview=self.overview
+        )
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError:
+            await self._close_resources()
+            raise
+        self.port = self._runner.addresses[0][1]
+        self.dispatcher.start()
+        self.scheduler.start()
+        log.info(
+            "started",
+            jobs=len(s.jobs),
+            restored=len(states),
+            listen=f"{host}:{self.port}",
+            state=s.state.path,
+        )
+
+    def render_metrics(self) -> bytes:
+        return self.series.render() + self.metrics.render()
+
+    def overview(self) -> list[JobRow]:
+        rows = []
+        for job_id in self.poller.labels:
+            state = self.poller.states.get(job_id)
+            health = self.poller.health[job_id]
+            snap = state.snapshot if state else None
+            rows.append(
+                JobRow(
+                    job_id=job_id,
+                    name=snap.name if snap else "",
+                    phase=snap.phase if snap else "",
+                    secondary_phase=snap.secondary_phase if snap else "",
+                    up=health.up,
+                    last_success=health.last_success,
+                    restarts=sum(state.restarts.values()) if state else 0,
+                )
+            )
+        return rows
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def run(self, grace: float = 10.0) -> None:
+        """Start, serve until SIGTERM/SIGINT (or ``request_stop``), then drain and stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self._stopped.wait()
+            log.info("stopping", grace_seconds=grace)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop(grace)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        deadline = time.monotonic() + grace
+        await self.scheduler.stop(grace)
+        drained = await self.dispatcher.stop(max(0.1, deadline - time.monotonic()))
+        if not drained:
+            log.warning("stopped_with_undelivered_events", note="they are delivered on restart")
+        await self._close_resources()
+        log.info("stopped")
+
+    async def _close_resources(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.client.aclose()
+        self.store.close()

@@ -1,0 +1,236 @@
+"""The ``modelarts-monitor`` commands (``python -m monitor`` is the same program).
+
+Exit codes: 0 success; 1 the command ran but found problems (``check``, ``once``); 2 a bad
+config, bad arguments or an unusable state database, reported as one line per problem on stderr,
+never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from monitor import __version__, logs
+from monitor.config import Settings, load_settings, split_listen
+from monitor.diff import observe
+from monitor.errors import ApiError, ConfigError, StateError
+from monitor.metrics import JOB_FAMILIES, render_job
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _listen(value: str) -> str:
+    try:
+        split_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be greater than zero")
+    return number
+
+
+def _speed(value: str) -> float:
+    from monitor.demo import MAX_SPEED
+
+    speed = _positive(value)
+    if speed > MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SPEED:g}; faster, polls would miss steps")
+    return speed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelarts-monitor",
+        description="Watch ModelArts training jobs; export Prometheus metrics and events.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", required=True, help="YAML config file")
+
+    check = sub.add_parser("check", help="validate the config and fetch each job once")
+    check.add_argument("--config", required=True)
+
+    once = sub.add_parser("once", help="poll once; print each snapshot and its metric lines")
+    once.add_argument("--config", required=True)
+    once.add_argument("--job", help="only this job id (default: every configured job)")
+
+    demo = sub.add_parser("demo", help="simulator + daemon on a built-in scenario")
+    demo.add_argument("--speed", type=_speed, default=1.0, help="scenario speed, up to 10")
+    demo.add_argument(
+        "--listen", type=_listen, default="127.0.0.1:9888", help="where /metrics is served"
+    )
+    demo.add_argument(
+        "--keep-running", action="store_true", help="keep serving after the scenario ends"
+    )
+    demo.add_argument("--scenario", help="scenario file (default: the built-in demo)")
+    demo.add_argument("--events-file", help="also append the events to this JSON-lines file")
+
+    sim = sub.add_parser("simulate", help="run the fake ModelArts API alone")
+    sim.add_argument("--scenario", required=True)
+    sim.add_argument("--listen", type=_listen, default="127.0.0.1:8443")
+    sim.add_argument("--speed", type=_positive, help="override the scenario's speed")
+    sim.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="scenario time moves only via POST /_sim/advance",
+    )
+    sim.add_argument(
+        "--ak",
+        default=os.environ.get("SIMULATOR_AK"),
+        help="require AK/SK signatures with this access key (SK from $SIMULATOR_SK)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "check":
+            return asyncio.run(_check(_settings(args.config, stream=sys.stderr)))
+        if args.command == "once":
+            return asyncio.run(_once(_settings(args.config, stream=sys.stderr), args.job))
+        if args.command == "demo":
+            from monitor.demo import run_demo
+
+            return asyncio.run(
+                run_demo(
+                    speed=args.speed,
+                    listen=args.listen,
+                    keep_running=args.keep_running,
+                    scenario_path=args.scenario,
+                    events_file=args.events_file,
+                )
+            )
+        if args.command == "simulate":
+            return _simulate(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except StateError as exc:
+        print(f"state error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _settings(path: str, stream: object = None) -> Settings:
+    settings = load_settings(path)
+    logs.configure(
+        settings.log.level,
+        settings.log.format,
+        stream=stream if stream is not None else sys.stdout,  # type: ignore[arg-type]
+    )
+    return settings
+
+
+def _run(path: str) -> int:
+    from monitor.app import App
+
+    settings = _settings(path)
+    try:
+        asyncio.run(App(settings).run())
+    except OSError as exc:
+        print(f"cannot listen on {settings.server.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+async def _check(settings: Settings) -> int:
+    from monitor.app import build_client
+    from monitor.modelarts.schema import parse_job
+
+    problems = 0
+    async with build_client(settings) as client:
+        for job in settings.jobs:
+            try:
+                snap = parse_job(await client.get_job(job.id), job.id)
+            except ApiError as exc:
+                problems += 1
+                print(f"job {job.id}: {exc.result}: {exc}")
+                continue
+            print(f"job {job.id}: ok ({snap.name}, {snap.phase or 'no phase'})")
+    if not settings.jobs:
+        print("config ok; no jobs configured")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+async def _once(settings: Settings, only: str | None) -> int:
+    from monitor.app import build_client
+    from monitor.modelarts.schema import parse_job
+
+    jobs = [j for j in settings.jobs if only is None or j.id == only]
+    if only is not None and not jobs:
+        raise ConfigError(f"--job: {only!r} is not one of the configured jobs")
+    failed = 0
+    async with build_client(settings) as client:
+        for job in jobs:
+            try:
+                snap = parse_job(await client.get_job(job.id), job.id)
+            except ApiError as exc:
+                failed += 1
+                print(f"# job {job.id}: {exc.result}: {exc}")
+                continue
+            state, _ = observe(None, snap, time.time())
+            print(f"# job {job.id}")
+            print(json.dumps(asdict(snap), indent=2, ensure_ascii=False))
+            for family, chunk in zip(JOB_FAMILIES, render_job(state, job.labels), strict=True):
+                if chunk:
+                    print(family.header.decode() + chunk.decode(), end="")
+    return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from monitor.simulator import Simulator, load_scenario, start, stop
+
+    scenario = load_scenario(args.scenario)
+    credentials = None
+    if args.ak:
+        sk = os.environ.get("SIMULATOR_SK")
+        if not sk:
+            raise ConfigError("--ak needs the secret key in the environment variable SIMULATOR_SK")
+        credentials = {args.ak: sk}
+    host, port = split_listen(args.listen)
+
+    async def serve() -> None:
+        sim = Simulator(
+            scenario, speed=args.speed, manual_clock=args.manual_clock, credentials=credentials
+        )
+        runner, bound = await start(sim, host, port)
+        print(f"simulator listening on http://{host}:{bound}", flush=True)
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopped.set)
+        try:
+            await stopped.wait()
+        finally:
+            await stop(runner)
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""One poll of one job, the daemon's unit of work: fetch, parse, diff, commit, render, notify.
+
+The order matters for the guarantees in DESIGN.md. The new state and its events are committed to
+the store *before* the in-memory state moves on and before the sinks are woken, so a crash at any
+point either loses nothing or re-detects the same transitions (same ids) on the next poll. A
+failed poll touches only the job's health (``up`` 0, ``polls_total{result}``): the exported job
+state stays what the last successful poll said, and no transition is ever invented from an error.
+
+Errors are logged once per job per distinct error, and again when the job recovers, so a job that
+fails every 30 s for a day writes two lines, not 2,880.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+import structlog
+
+from monitor.diff import JobGone, JobState, Observation, observe
+from monitor.errors import ApiError, JobNotFound, StateError
+from monitor.events import Event, to_cloudevent
+from monitor.logs import get_logger
+from monitor.metrics import MonitorMetrics, SeriesStore
+from monitor.modelarts.client import ModelArtsClient
+from monitor.modelarts.schema import parse_job
+from monitor.sinks import Dispatcher
+from monitor.store import Store
+
+log = get_logger("monitor.poller")
+
+
+@dataclass(slots=True)
+class JobHealth:
+    polled: bool = False
+    up: bool = False
+    last_success: float | None = None
+    last_error: str | None = None
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        client: ModelArtsClient,
+        store: Store,
+        series: SeriesStore,
+        metrics: MonitorMetrics,
+        dispatcher: Dispatcher,
+        project_id: str,
+        concurrency: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._series = series
+        self._metrics = metrics
+        self._dispatcher = dispatcher
+        self._project_id = project_id
+        self._slots = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self.states: dict[str, JobState] = {}
+        self.health: dict[str, JobHealth] = {}
+        self.labels: dict[str, Mapping[str, str]] = {}
+        self.store_error: str | None = None
+
+    # -- which jobs ------------------------------------------------------------------------
+
+    def restore(self, states: Mapping[str, JobState]) -> None:
+        """Adopt states loaded from the store: their last known series show at once."""
+        self.states.update(states)
+
+    def watch(self, job_id: str, labels: Mapping[str, str]) -> None:
+        self.labels[job_id] = dict(labels)
+        health = self.health.setdefault(job_id, JobHealth())
+        # Even a job never seen yet gets series: its up=0 is what tells someone the id is wrong.
+        self._series.update(self.states.get(job_id) or JobState(job_id=job_id), self.labels[job_id])
+        self._series.set_health(job_id, health.up, health.last_success)
+        self._metrics.jobs.set(len(self.labels))
+
+    def unwatch(self, job_id: str) -> None:
+        self.labels.pop(job_id, None)
+        self.health.pop(job_id, None)
+        self._series.remove(job_id)
+        self._metrics.jobs.set(len(self.labels))
+
+    def ready(self) -> tuple[bool, str]:
+        waiting = [j for j in self.labels if not self.health[j].polled]
+        if waiting:
+            return False, f"{len(waiting)} of {len(self.labels)} jobs not polled yet"
+        if self.store_error:
+            return False, f"state database: {self.store_error}"
+        return True, "ok"
+
+    # -- the poll --------------------------------------------------------------------------
+
+    async def poll(self, job_id: str) -> None:
+        """Poll one job. Never raises: whatever happens is logged and counted."""
+        if job_id not in self.labels:
+            return
+        async with self._slots:
+            with structlog.contextvars.bound_contextvars(job_id=job_id):
+                started = time.perf_counter()
+                result = await self._poll(job_id)
+                self._metrics.poll_duration.observe(time.perf_counter() - started)
+                self._metrics.polls.labels(result).inc()
+
+    async def _poll(self, job_id: str) -> str:
+        health = self.health[job_id]
+        observation: Observation
+        try:
+            observation = parse_job(await self._client.get_job(job_id), job_id)
+            result = "ok"
+        except JobNotFound:
+            observation, result = JobGone(job_id), JobNotFound.result
+        except ApiError as exc:
+            self._failed(job_id, health, exc.result, str(exc))
+            return exc.result
+        except Exception as exc:  # a bug must cost one poll, never the daemon
+            log.exception("poll_crashed")
+            self._failed(job_id, health, "invalid_response", f"{type(exc).__name__}: {exc}")
+            return "invalid_response"
+
+        now = self._clock()
+        prev = self.states.get(job_id)
+        state, events = observe(prev, observation, now)
+        labels = self.labels.get(job_id, {})
+        if state != prev or events:
+            events = [replace(e, labels=labels) for e in events]
+            if not await self._commit(state, events, now):
+                # Keep the old state: the next poll re-detects these transitions, same ids.
+                self._series.update(state, labels)
+                self._set_health(job_id, health, result == "ok", now)
+                return result
+            self.states[job_id] = state
+            self._series.update(state, labels)
+            for event in events:
+                self._metrics.events.labels(event.type).inc()
+                log.debug("transition", type=event.type, event_id=event.id)
+            if events:
+                self._dispatcher.notify()
+        self._set_health(job_id, health, result == "ok", now)
+        if health.last_error is not None and result == "ok":
+            log.info("poll_recovered", after=health.last_error)
+            health.last_error = None
+        return result
+
+    async def _commit(self, state: JobState, events: list[Event], now: float) -> bool:
+        documents = [to_cloudevent(e, self._project_id) for e in events]
+        try:
+            await self._store.call(self._store.commit, state, documents, now)
+        except StateError as exc:
+            if self.store_error != str(exc):
+                log.error("state_commit_failed", error=str(exc), events_held=len(events))
+            self.store_error = str(exc)
+            return False
+        if self.store_error is not None:
+            log.info("state_commit_recovered")
+            self.store_error = None
+        return True
+
+    def _set_health(self, job_id: str, health: JobHealth, up: bool, now: float) -> None:
+        health.polled = True
+        health.up = up
+        if up:
+            health.last_success = now
+        self._series.set_health(job_id, up, health.last_success)
+
+    def _failed(self, job_id: str, health: JobHealth, result: str, message: str) -> None:
+        error = f"{result}: {message}"
+        if health.last_error != error:
+            log.warning("poll_failed", result=result, error=message)
+            health.last_error = error
+        self._set_health(job_id, health, False, self._clock())

@@ -1,0 +1,82 @@
+"""APScheduler 3.x wiring: one interval timer per monitored job.
+
+Per ``shared/reference/library-notes.md``: the scheduler is started inside the running loop;
+``coalesce=True`` and ``max_instances=1`` mean a job that overruns is polled once when it can,
+never twice at the same time; ``misfire_grace_time`` of one interval keeps a busy loop from
+skipping runs with "was missed by" warnings; ``jitter`` spreads thousands of jobs over the
+interval. ``shutdown(wait=False)`` does not cancel running coroutines, so the polls in flight are
+tracked here and awaited (then cancelled) on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+PollFn = Callable[[str], Awaitable[None]]
+
+
+class PollScheduler:
+    def __init__(self, poll: PollFn) -> None:
+        self._poll = poll
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._intervals: dict[str, tuple[float, float]] = {}
+
+    def start(self) -> None:
+        """Must run inside the event loop (APScheduler 3.11 no longer makes one of its own)."""
+        self._scheduler.start()
+
+    def jobs(self) -> set[str]:
+        return set(self._intervals)
+
+    def add(
+        self, job_id: str, interval: float, jitter: float, *, first_within: float = 1.0
+    ) -> None:
+        """Poll ``job_id`` every ``interval`` s; the first poll comes within ``first_within`` s."""
+        if self._intervals.get(job_id) == (interval, jitter):
+            return
+        self._intervals[job_id] = (interval, jitter)
+        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, first_within))  # noqa: S311
+        self._scheduler.add_job(
+            self._run,
+            IntervalTrigger(seconds=interval, jitter=jitter or None, timezone=UTC),
+            args=[job_id],
+            id=job_id,
+            replace_existing=True,
+            next_run_time=first,
+            misfire_grace_time=max(1, int(interval)),
+        )
+
+    def remove(self, job_id: str) -> None:
+        if self._intervals.pop(job_id, None) is not None:
+            self._scheduler.remove_job(job_id)
+
+    async def _run(self, job_id: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._poll(job_id)
+        finally:
+            self._inflight.discard(task)
+
+    async def stop(self, grace: float) -> None:
+        """Stop scheduling, give in-flight polls ``grace`` seconds, then cancel the rest."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        inflight = set(self._inflight)
+        if not inflight:
+            return
+        _, pending = await asyncio.wait(inflight, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,218 @@
+"""metrics.py: job series rendered once per change, joined per family, valid exposition text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.diff import JobState, observe
+from monitor.metrics import JOB_FAMILIES, MonitorMetrics, SeriesStore, metrics_doc
+from monitor.modelarts.schema import PHASES, parse_job
+from tests.conftest import FIXTURES, job_doc
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = 1_800_000_000.0
+
+
+def state_of(doc: dict[str, Any], prev: JobState | None = None) -> JobState:
+    return observe(prev, parse_job(doc), NOW)[0]
+
+
+def scrape(store: SeriesStore, monitor: MonitorMetrics | None = None) -> str:
+    body = store.render() + (monitor or MonitorMetrics()).render()
+    return body.decode()
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name:
+                out[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_seed_document_renders_the_golden_exposition(seed_doc: dict[str, Any]) -> None:
+    """Golden text, as kube-state-metrics' job_test.go: any change to the output is deliberate."""
+    store = SeriesStore()
+    state = state_of(seed_doc)
+    store.update(state, {"team": "nlp"})
+    store.set_health(state.job_id, True, NOW + 0.5)
+    assert store.render() == (FIXTURES / "golden" / "seed.prom").read_bytes()
+
+
+def test_every_documented_phase_is_always_present_and_exactly_one_is_set() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc(phase="Pending")), {})
+    phases = samples(scrape(store), "modelarts_training_job_phase")
+    assert sorted(dict(k)["phase"] for k in phases) == sorted([*PHASES, "other"])
+    assert [dict(k)["phase"] for k, v in phases.items() if v == 1] == ["Pending"]
+
+
+def test_undocumented_values_become_other_never_a_label() -> None:
+    store = SeriesStore()
+    store.update(
+        state_of(
+            job_doc(
+                phase="Hibernating",
+                secondary_phase="Dreaming",
+                records=[{"end_at": 1, "end_recover": "teleport"}],
+            )
+        ),
+        {},
+    )
+    text = scrape(store)
+    assert "Hibernating" not in text and "Dreaming" not in text and "teleport" not in text
+    phase = samples(text, "modelarts_training_job_phase")
+    assert [dict(k)["phase"] for k, v in phase.items() if v == 1] == ["other"]
+    restarts = samples(text, "modelarts_training_job_restarts_total")
+    assert {dict(k)["end_recover"]: v for k, v in restarts.items()}["other"] == 1
+
+
+def test_start_timestamp_is_absent_until_the_job_has_started() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc(start_time=0)), {})
+    assert samples(scrape(store), "modelarts_training_job_start_timestamp_seconds") == {}
+    store.update(state_of(job_doc(start_time=1_700_000_010_500)), {})
+    assert list(
+        samples(scrape(store), "modelarts_training_job_start_timestamp_seconds").values()
+    ) == [1_700_000_010.5]
+
+
+def test_units_are_seconds() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc(duration=90_500)), {})
+    text = scrape(store)
+    assert list(samples(text, "modelarts_training_job_duration_seconds").values()) == [90.5]
+    assert list(samples(text, "modelarts_training_job_created_timestamp_seconds").values()) == [
+        1_700_000_000.0
+    ]
+
+
+def test_task_exit_codes_per_task() -> None:
+    store = SeriesStore()
+    store.update(
+        state_of(
+            job_doc(
+                task_statuses=[
+                    {"task": "worker-0", "exit_code": 137},
+                    {"task": "worker-1", "exit_code": 0},
+                ]
+            )
+        ),
+        {},
+    )
+    codes = samples(scrape(store), "modelarts_training_job_task_exit_code")
+    assert {dict(k)["task"]: v for k, v in codes.items()} == {"worker-0": 137, "worker-1": 0}
+
+
+def test_label_values_are_escaped_and_parse_back() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc()), {"note": 'a "quoted" \\ back\nslash'})
+    (labels,) = samples(scrape(store), "modelarts_monitor_up")
+    assert dict(labels)["note"] == 'a "quoted" \\ back\nslash'
+
+
+def test_every_series_carries_job_id_job_name_and_configured_labels() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc()), {"team": "nlp", "env": "prod"})
+    for family in text_string_to_metric_families(scrape(store)):
+        for s in family.samples:
+            if s.name.startswith(("modelarts_training_job", "modelarts_monitor_up")):
+                assert {"job_id", "job_name", "team", "env"} <= s.labels.keys(), s
+
+
+def test_a_job_never_polled_successfully_shows_only_its_health() -> None:
+    store = SeriesStore()
+    store.update(JobState(job_id="ghost"), {})
+    store.set_health("ghost", False, None)
+    text = scrape(store)
+    assert samples(text, "modelarts_monitor_up") == {(("job_id", "ghost"), ("job_name", "")): 0.0}
+    for family in JOB_FAMILIES:
+        assert samples(text, family.name) == {}
+
+
+def test_body_is_cached_until_something_changes() -> None:
+    store = SeriesStore()
+    state = state_of(job_doc())
+    store.update(state, {})
+    store.set_health(state.job_id, True, NOW)
+    first = store.render()
+    assert store.render() is first
+    store.set_health(state.job_id, True, NOW)  # same values: nothing to re-render
+    assert store.render() is first
+    store.set_health(state.job_id, True, NOW + 30)
+    assert store.render() is not first
+
+
+def test_removed_job_leaves_the_exposition() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc(job_id="a")), {})
+    store.update(state_of(job_doc(job_id="b")), {})
+    store.remove("a")
+    assert 'job_id="a"' not in scrape(store) and 'job_id="b"' in scrape(store)
+
+
+def test_families_are_contiguous_across_jobs() -> None:
+    store = SeriesStore()
+    for job_id in ("a", "b", "c"):
+        store.update(state_of(job_doc(job_id=job_id)), {})
+    names = [line.split("{")[0] for line in scrape(store).splitlines() if not line.startswith("#")]
+    seen: list[str] = []
+    for name in names:
+        if not seen or seen[-1] != name:
+            assert name not in seen, f"{name} is split"
+            seen.append(name)
+
+
+def test_monitor_metrics_pre_create_every_result_and_event_type() -> None:
+    text = MonitorMetrics().render().decode()
+    results = samples(text, "modelarts_monitor_polls_total")
+    assert {dict(k)["result"] for k in results} == {
+        "ok",
+        "not_found",
+        "auth_error",
+        "rate_limited",
+        "server_error",
+        "timeout",
+        "invalid_response",
+        "network_error",
+    }
+    assert "_created" not in text
+    assert samples(text, "modelarts_monitor_build_info")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_the_exposition(seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    store = SeriesStore()
+    for i, doc in enumerate(
+        [seed_doc, job_doc(job_id="b", task_statuses=[{"task": "w", "exit_code": 1}])]
+    ):
+        state = state_of(doc)
+        store.update(state, {"team": f"t{i}"})
+        store.set_health(state.job_id, True, NOW)
+    result = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=scrape(store).encode(),
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_metrics_doc_matches_the_code() -> None:
+    assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == metrics_doc(), (
+        "regenerate with: python -m monitor.metrics > docs/metrics.md"
+    )
+
+
+def test_seed_fixture_is_the_reference_example() -> None:
+    doc = json.loads((FIXTURES / "seed_job.json").read_text(encoding="utf-8"))
+    assert doc["metadata"]["id"] == "3faf5c03-aaa1-4cbe-879d-24b05d997347"
