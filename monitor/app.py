@@ -95,6 +95,7 @@ class App:
             dispatcher=self.dispatcher,
             project_id=s.api.project_id,
             concurrency=s.poll.concurrency,
+            slow_after=s.api.timeout / 2,
             clock=self._clock,
         )
         self.poller.restore(states)

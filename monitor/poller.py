@@ -51,6 +51,7 @@ class Poller:
         dispatcher: Dispatcher,
         project_id: str,
         concurrency: int,
+        slow_after: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -60,6 +61,12 @@ class Poller:
         self._dispatcher = dispatcher
         self._project_id = project_id
         self._slots = asyncio.Semaphore(concurrency)
+        # The slow lane: jobs whose last poll timed out or took longer than ``slow_after``
+        # seconds share a quarter of the slots, so N hanging jobs cannot hold every slot and
+        # delay the healthy ones; a job leaves the lane with its first quick poll.
+        self._slow_lane = asyncio.Semaphore(max(1, concurrency // 4))
+        self._slow_after = slow_after
+        self.slow: set[str] = set()
         self._clock = clock
         self.states: dict[str, JobState] = {}
         self.health: dict[str, JobHealth] = {}
@@ -100,12 +107,24 @@ class Poller:
         """Poll one job. Never raises: whatever happens is logged and counted."""
         if job_id not in self.labels:
             return
+        if job_id in self.slow:
+            async with self._slow_lane:
+                await self._poll_in_slot(job_id)
+        else:
+            await self._poll_in_slot(job_id)
+
+    async def _poll_in_slot(self, job_id: str) -> None:
         async with self._slots:
             with structlog.contextvars.bound_contextvars(job_id=job_id):
                 started = time.perf_counter()
                 result = await self._poll(job_id)
-                self._metrics.poll_duration.observe(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self._metrics.poll_duration.observe(elapsed)
                 self._metrics.polls.labels(result).inc()
+        if result == "timeout" or elapsed > self._slow_after:
+            self.slow.add(job_id)
+        else:
+            self.slow.discard(job_id)
 
     async def _poll(self, job_id: str) -> str:
         health = self.health[job_id]

@@ -1,0 +1,173 @@
+"""Processes for integration and e2e tests: the simulator and the daemon as a user runs them.
+
+Both run as real subprocesses of the installed ``modelarts-monitor`` command over loopback. The
+simulator runs on a manual clock, so a test moves scenario time itself and then waits for an
+observable fact (every job fetched twice since the move), never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+TEST_AK = "TESTAK0123456789"
+TEST_SK = "test-secret-key-never-logged-9f8e7d"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` every 20 ms until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "monitor", *args]
+
+
+class Proc:
+    """A subprocess that is always stopped, and whose output is kept for failure messages."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        self._fh = log.open("ab")
+        self.popen = subprocess.Popen(
+            args, stdout=self._fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def stop(self) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        self._fh.close()
+        return self.popen.returncode
+
+
+class SimulatorProc(Proc):
+    def __init__(self, scenario: Path, tmp: Path, *, signed: bool = True) -> None:
+        self.port = free_port()
+        args = command(
+            "simulate",
+            "--scenario",
+            str(scenario),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--manual-clock",
+        )
+        env = {}
+        if signed:
+            args += ["--ak", TEST_AK]
+            env["SIMULATOR_SK"] = TEST_SK
+        super().__init__(args, tmp / f"simulator-{self.port}.log", env)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(self._up, what=f"simulator on {self.url}\n{self.output()}")
+
+    def _up(self) -> bool:
+        if self.popen.poll() is not None:
+            raise AssertionError(f"simulator exited:\n{self.output()}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/_sim/state", timeout=1).status_code == 200
+        return False
+
+    def state(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/_sim/state", timeout=5).json()  # type: ignore[no-any-return]
+
+    def set_time(self, t: float) -> None:
+        httpx.post(f"{self.url}/_sim/advance", json={"to": t}, timeout=5).raise_for_status()
+
+    def wait_polled(self, job_ids: list[str], times: int = 2, timeout: float = 20.0) -> None:
+        """Wait until each job was fetched ``times`` more times: the first of them is then
+        fully processed, because a job's next poll starts only after its previous one ended."""
+        base = self.state()["requests"]
+        wait_until(
+            lambda: all(
+                self.state()["requests"].get(j, 0) >= base.get(j, 0) + times for j in job_ids
+            ),
+            timeout,
+            f"{times} polls of {job_ids}",
+        )
+
+
+def daemon_config(
+    tmp: Path, sim_url: str, job_ids: list[str], *, port: int, **overrides: Any
+) -> Path:
+    doc: dict[str, Any] = {
+        "api": {"endpoint": sim_url, "project_id": "test-project", "timeout": "2s"},
+        "auth": {"type": "aksk", "ak": TEST_AK, "sk": "${TEST_SK}"},
+        "poll": {"interval": "100ms", "jitter": "10ms", "concurrency": 4},
+        "jobs": [{"id": j, "labels": {"team": "ml"}} for j in job_ids],
+        "state": {"path": str(tmp / "state.db")},
+        "events": {"sinks": [{"type": "log"}, {"type": "file", "path": str(tmp / "events.jsonl")}]},
+        "server": {"listen": f"127.0.0.1:{port}"},
+        "log": {"level": "info", "format": "json"},
+    }
+    doc.update(overrides)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+class DaemonProc(Proc):
+    def __init__(self, config: Path, port: int, log: Path) -> None:
+        super().__init__(command("run", "--config", str(config)), log, {"TEST_SK": TEST_SK})
+        self.url = f"http://127.0.0.1:{port}"
+        wait_until(self._up, what=f"daemon on {self.url}")
+
+    def _up(self) -> bool:
+        if self.popen.poll() is not None:
+            raise AssertionError(f"daemon exited {self.popen.returncode}:\n{self.output()}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        return False
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
