@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 
 from monitor.modelarts.schema import parse_job
-from monitor.simulator.scenario import (
-    JobSpec,
-    Scenario,
-    ScenarioError,
-    builtin_scenario,
-    load_scenario,
-    parse_scenario,
-)
+from monitor.simulator.loader import ScenarioError, builtin_scenario, load_scenario, parse_scenario
+from monitor.simulator.scenario import JobSpec, Scenario
 
 EPOCH = 1_700_000_000.0
 BERT = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
