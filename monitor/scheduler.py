@@ -4,8 +4,9 @@ Per ``shared/reference/library-notes.md``: the scheduler is started inside the r
 ``coalesce=True`` and ``max_instances=1`` mean a job that overruns is polled once when it can,
 never twice at the same time; ``misfire_grace_time`` of one interval keeps a busy loop from
 skipping runs with "was missed by" warnings; ``jitter`` spreads thousands of jobs over the
-interval. ``shutdown(wait=False)`` does not cancel running coroutines, so the polls in flight are
-tracked here and awaited (then cancelled) on stop.
+interval. Polls in flight are tracked here: on stop the scheduler is paused, they get a grace
+period, and only then is it shut down (APScheduler 3.11's ``AsyncIOExecutor.shutdown()`` cancels
+the coroutines it runs, which would cut every in-flight poll short).
 """
 
 from __future__ import annotations
@@ -71,12 +72,16 @@ class PollScheduler:
 
     async def stop(self, grace: float) -> None:
         """Stop scheduling, give in-flight polls ``grace`` seconds, then cancel the rest."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        # Pause first and shut down last: APScheduler 3.11's AsyncIOExecutor.shutdown() cancels
+        # the coroutines it is running, which would leave in-flight polls no grace at all.
+        running = self._scheduler.running
+        if running:
+            self._scheduler.pause()
         inflight = set(self._inflight)
-        if not inflight:
-            return
-        _, pending = await asyncio.wait(inflight, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if running:
+            self._scheduler.shutdown(wait=False)

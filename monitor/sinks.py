@@ -193,8 +193,8 @@ class Dispatcher:
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_seconds=round(delay, 2),
                 )
-                if self._stopping:
-                    return
+                # Even while stopping: keep retrying until ``stop`` cancels at the end of the
+                # grace period, so a sink that gives up is reported as not drained.
                 await asyncio.sleep(delay)
                 continue
             failures = 0

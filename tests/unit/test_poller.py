@@ -1,0 +1,376 @@
+"""poller.py: one poll of one job, end to end over a mock transport, a real store and sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
+
+from monitor.diff import JobState
+from monitor.errors import StateError
+from monitor.events import from_cloudevent
+from monitor.metrics import MonitorMetrics, SeriesStore
+from monitor.modelarts.client import ModelArtsClient
+from monitor.poller import Poller
+from monitor.sinks import CloudEvent, Dispatcher
+from monitor.store import Store
+from tests.conftest import SEED_ID, job_doc
+
+NOW = 1_800_000_000.0
+OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
+LABELS = {"team": "nlp"}
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` every 10 ms; fail the test if it is not true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+class Script:
+    """The fake API: each request takes the next scripted response for its job."""
+
+    def __init__(self) -> None:
+        self.responses: dict[str, deque[httpx.Response]] = {}
+        self.requests: list[httpx.Request] = []
+
+    def push(self, job_id: str, *responses: httpx.Response) -> None:
+        self.responses.setdefault(job_id, deque()).extend(responses)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        queue = self.responses.get(job_id)
+        assert queue, f"no scripted response left for {request.url.path}"
+        return queue.popleft()
+
+
+def ok(**kw: Any) -> httpx.Response:
+    return httpx.Response(200, json=job_doc(**kw))
+
+
+def not_found() -> httpx.Response:
+    return httpx.Response(
+        400, json={"error_code": "ModelArts.2775", "error_msg": "The training job does not exist."}
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.received: list[CloudEvent] = []
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> None:
+        self.received.extend(batch)
+
+    async def aclose(self) -> None:
+        return None
+
+    def types(self) -> list[str]:
+        return [str(e["type"]).removeprefix("modelarts.job.") for e in self.received]
+
+
+@dataclass
+class Rig:
+    poller: Poller
+    store: Store
+    series: SeriesStore
+    metrics: MonitorMetrics
+    dispatcher: Dispatcher
+    client: ModelArtsClient
+    sink: ListSink
+    script: Script
+    clock: Clock
+
+    async def poll(self, job_id: str = SEED_ID, *responses: httpx.Response) -> None:
+        self.script.push(job_id, *responses)
+        await self.poller.poll(job_id)
+        self.clock.now += 30
+
+    async def drained(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until the sink has taken and acknowledged everything committed."""
+        deadline = time.monotonic() + timeout
+        while await self.store.call(self.store.outbox_size) != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("the outbox was not drained")
+            await asyncio.sleep(0.01)
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return sample(self.scrape(), name, **labels)
+
+    def scrape(self) -> str:
+        return (self.series.render() + self.metrics.render()).decode()
+
+    def job_lines(self, job_id: str = SEED_ID) -> list[str]:
+        return [
+            line
+            for line in self.series.render().decode().splitlines()
+            if line.startswith("modelarts_training_job_") and f'job_id="{job_id}"' in line
+        ]
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the one sample ``name`` whose labels include ``labels``, or None."""
+    found = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    ]
+    assert len(found) <= 1, f"{name} {labels} matches {len(found)} samples"
+    return found[0] if found else None
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    script = Script()
+    client = ModelArtsClient(
+        "https://modelarts.test", "proj", transport=httpx.MockTransport(script.handler)
+    )
+    store = Store(tmp_path / "state.db")
+    sink = ListSink()
+    dispatcher = Dispatcher(store, [sink], max_backoff=0.05)
+    series, metrics, clock = SeriesStore(), MonitorMetrics(), Clock()
+    poller = Poller(
+        client=client,
+        store=store,
+        series=series,
+        metrics=metrics,
+        dispatcher=dispatcher,
+        project_id="proj",
+        concurrency=4,
+        clock=clock,
+    )
+    dispatcher.start()
+    poller.watch(SEED_ID, LABELS)
+    yield Rig(poller, store, series, metrics, dispatcher, client, sink, script, clock)
+    await asyncio.wait_for(dispatcher.stop(1), 5)
+    await client.aclose()
+    store.close()
+
+
+def events_named(logs: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    return [e for e in logs if e["event"] == name]
+
+
+async def test_first_poll_emits_discovered_exports_up_and_persists_the_state(rig: Rig) -> None:
+    await rig.poll(SEED_ID, ok(phase="Pending", secondary_phase="Queuing"))
+
+    await wait_for(lambda: len(rig.sink.received) == 1)
+    event = rig.sink.received[0]
+    assert event["type"] == "modelarts.job.discovered"
+    assert event["data"]["phase"] == "Pending" and event["data"]["secondary_phase"] == "Queuing"
+    assert event["data"]["labels"] == LABELS
+
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID, team="nlp") == 1
+    assert rig.sample("modelarts_monitor_last_poll_success_timestamp_seconds") == NOW
+    assert rig.sample("modelarts_training_job_phase", job_id=SEED_ID, phase="Pending") == 1
+    assert rig.sample("modelarts_monitor_polls_total", result="ok") == 1
+    assert rig.sample("modelarts_monitor_events_total", type="discovered") == 1
+    assert rig.sample("modelarts_monitor_jobs") == 1
+
+    stored = await rig.store.call(rig.store.load_states)
+    assert stored == {SEED_ID: rig.poller.states[SEED_ID]}
+    assert stored[SEED_ID].snapshot is not None
+    assert stored[SEED_ID].snapshot.phase == "Pending"
+    assert rig.poller.ready() == (True, "ok")
+
+
+async def test_a_phase_change_emits_phase_changed_with_the_configured_labels(rig: Rig) -> None:
+    await rig.poll(SEED_ID, ok(phase="Pending", secondary_phase="Queuing"))
+    await rig.poll(SEED_ID, ok(phase="Running", secondary_phase="Queuing"))
+
+    await wait_for(lambda: len(rig.sink.received) == 2)
+    assert rig.sink.types() == ["discovered", "phase_changed"]
+    changed = rig.sink.received[1]
+    assert changed["data"]["from"] == "Pending" and changed["data"]["to"] == "Running"
+    assert changed["data"]["labels"] == LABELS
+    assert changed["subject"] == SEED_ID
+    assert changed["source"] == "modelarts-monitor/proj"
+    assert from_cloudevent(changed).labels == LABELS
+    assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
+    assert rig.sample("modelarts_training_job_phase", phase="Pending") == 0
+
+
+async def test_an_unchanged_job_emits_nothing_more(rig: Rig) -> None:
+    for _ in range(3):
+        await rig.poll(SEED_ID, ok(phase="Running"))
+    await wait_for(lambda: len(rig.sink.received) == 1)
+    await rig.drained()  # nothing else is queued
+    assert rig.sink.types() == ["discovered"]
+    assert rig.sample("modelarts_monitor_polls_total", result="ok") == 3
+
+
+async def test_failed_polls_keep_the_job_series_and_only_mark_the_job_down(rig: Rig) -> None:
+    await rig.poll(SEED_ID, ok(phase="Running"))
+    await wait_for(lambda: len(rig.sink.received) == 1)
+    before = rig.job_lines()
+    assert before
+
+    failures = [
+        (httpx.Response(500, text="internal error"), "server_error"),
+        (httpx.Response(200, content=b"<html>not json"), "invalid_response"),
+        (httpx.Response(200, json=job_doc(phase=5)), "invalid_response"),  # wrong type
+        (httpx.Response(200, json=job_doc(records={"not": "a list"})), "invalid_response"),
+    ]
+    for response, result in failures:
+        counted = rig.sample("modelarts_monitor_polls_total", result=result)
+        assert counted is not None
+        await rig.poll(SEED_ID, response)
+        assert rig.job_lines() == before, f"{result} changed the job series"
+        assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+        assert rig.sample("modelarts_monitor_polls_total", result=result) == counted + 1
+        # The last success stays the first poll's time.
+        assert rig.sample("modelarts_monitor_last_poll_success_timestamp_seconds") == NOW
+
+    assert rig.sample("modelarts_monitor_polls_total", result="server_error") == 1
+    assert rig.sample("modelarts_monitor_polls_total", result="invalid_response") == 3
+    assert rig.sink.types() == ["discovered"]
+    await rig.drained()  # nothing new was queued
+    assert rig.poller.states[SEED_ID].snapshot is not None
+    assert rig.poller.states[SEED_ID].snapshot.phase == "Running"
+
+
+async def test_each_distinct_poll_error_is_logged_once_and_recovery_once(rig: Rig) -> None:
+    await rig.poll(SEED_ID, ok())
+    with capture_logs() as logs:
+        await rig.poll(SEED_ID, httpx.Response(500, text="internal error"))
+        await rig.poll(SEED_ID, httpx.Response(500, text="internal error"))
+        await rig.poll(SEED_ID, httpx.Response(200, content=b"not json"))
+        await rig.poll(SEED_ID, httpx.Response(200, content=b"not json"))
+        await rig.poll(SEED_ID, ok())
+        await rig.poll(SEED_ID, ok())
+
+    failed = events_named(logs, "poll_failed")
+    assert [e["result"] for e in failed] == ["server_error", "invalid_response"]
+    assert "internal error" in failed[0]["error"]
+    assert all(e["log_level"] == "warning" for e in failed)
+    assert len(events_named(logs, "poll_recovered")) == 1
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
+    assert rig.sample("modelarts_monitor_polls_total", result="server_error") == 2
+
+
+async def test_a_job_reported_gone_emits_not_found_once_and_is_down(rig: Rig) -> None:
+    await rig.poll(SEED_ID, ok(phase="Running"))
+    for _ in range(3):
+        await rig.poll(SEED_ID, not_found())
+
+    await wait_for(lambda: len(rig.sink.received) == 2)
+    await rig.drained()  # nothing else is queued
+    assert rig.sink.types() == ["discovered", "not_found"]
+    assert rig.sink.received[1]["data"]["last_phase"] == "Running"
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+    assert rig.sample("modelarts_monitor_polls_total", result="not_found") == 3
+    assert rig.sample("modelarts_monitor_events_total", type="not_found") == 1
+    assert rig.poller.states[SEED_ID].gone
+    stored = await rig.store.call(rig.store.load_states)
+    assert stored[SEED_ID].gone
+
+
+async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the_same_events(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await rig.poll(SEED_ID, ok(phase="Pending"))
+    await wait_for(lambda: len(rig.sink.received) == 1)
+    attempted: list[Mapping[str, Any]] = []
+
+    def broken_commit(state: JobState, events: Iterable[Mapping[str, Any]], now: float) -> None:
+        attempted.extend(events)
+        raise StateError(f"state database {rig.store.path}: cannot commit: disk I/O error")
+
+    monkeypatch.setattr(rig.store, "commit", broken_commit)
+    with capture_logs() as logs:
+        await rig.poll(SEED_ID, ok(phase="Running"))
+        await rig.poll(SEED_ID, ok(phase="Running"))
+
+    assert [str(e["type"]) for e in attempted] == ["modelarts.job.phase_changed"] * 2
+    assert attempted[0]["id"] == attempted[1]["id"]
+    ready, reason = rig.poller.ready()
+    assert not ready
+    assert "state database" in reason and "disk I/O error" in reason
+    assert len(events_named(logs, "state_commit_failed")) == 1  # same error: logged once
+    # The in-memory state did not move on; what /metrics shows did.
+    assert rig.poller.states[SEED_ID].snapshot is not None
+    assert rig.poller.states[SEED_ID].snapshot.phase == "Pending"
+    assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
+    await rig.drained()  # no event was queued
+    assert rig.sink.types() == ["discovered"]
+
+    monkeypatch.undo()
+    with capture_logs() as logs:
+        await rig.poll(SEED_ID, ok(phase="Running"))
+    await wait_for(lambda: len(rig.sink.received) == 2)
+    assert rig.sink.received[1]["id"] == attempted[0]["id"]
+    assert rig.poller.ready() == (True, "ok")
+    assert len(events_named(logs, "state_commit_recovered")) == 1
+    stored = await rig.store.call(rig.store.load_states)
+    assert stored[SEED_ID].snapshot is not None
+    assert stored[SEED_ID].snapshot.phase == "Running"
+
+
+async def test_a_watched_job_never_polled_is_exported_down_and_blocks_readiness(
+    rig: Rig,
+) -> None:
+    rig.poller.watch(OTHER_ID, {"team": "cv"})
+    assert rig.sample("modelarts_monitor_up", job_id=OTHER_ID, team="cv") == 0
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+    assert rig.job_lines(OTHER_ID) == []  # nothing known: no job series, not zeros
+    assert rig.sample("modelarts_monitor_jobs") == 2
+    assert rig.poller.ready() == (False, "2 of 2 jobs not polled yet")
+
+    await rig.poll(SEED_ID, ok())
+    assert rig.poller.ready() == (False, "1 of 2 jobs not polled yet")
+    await rig.poll(OTHER_ID, httpx.Response(503, text="busy"))
+    assert rig.poller.ready() == (True, "ok")  # polled, even if that poll failed
+
+    rig.poller.unwatch(OTHER_ID)
+    assert OTHER_ID not in rig.scrape()
+    assert rig.sample("modelarts_monitor_jobs") == 1
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
+
+
+async def test_an_unwatched_job_is_not_polled(rig: Rig) -> None:
+    rig.poller.unwatch(SEED_ID)
+    await rig.poller.poll(SEED_ID)
+    assert rig.script.requests == []
+
+
+async def test_an_unexpected_exception_in_a_poll_is_counted_logged_and_contained(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def crash(job_id: str) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(rig.client, "get_job", crash)
+    with capture_logs() as logs:
+        await rig.poller.poll(SEED_ID)  # must not raise
+
+    assert rig.sample("modelarts_monitor_polls_total", result="invalid_response") == 1
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+    crashed = events_named(logs, "poll_crashed")
+    assert len(crashed) == 1 and crashed[0]["log_level"] == "error"
+    failed = events_named(logs, "poll_failed")
+    assert len(failed) == 1 and "RuntimeError: boom" in failed[0]["error"]
+    assert rig.poller.ready() == (True, "ok")

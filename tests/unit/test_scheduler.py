@@ -1,0 +1,202 @@
+"""scheduler.py: one timer per job on the running loop; a stuck job never delays the others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from monitor.scheduler import PollScheduler
+
+INTERVAL = 0.05
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` every 10 ms; fail the test if it is not true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+class FakePoller:
+    """Counts polls and how many of each job run at once; jobs in ``blocked`` wait for release."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.finished: Counter[str] = Counter()
+        self.cancelled: Counter[str] = Counter()
+        self.active: Counter[str] = Counter()
+        self.max_active: Counter[str] = Counter()
+        self.blocked: dict[str, asyncio.Event] = {}
+        self.duration: dict[str, float] = {}
+
+    async def poll(self, job_id: str) -> None:
+        self.calls[job_id] += 1
+        self.active[job_id] += 1
+        self.max_active[job_id] = max(self.max_active[job_id], self.active[job_id])
+        try:
+            if job_id in self.blocked:
+                await self.blocked[job_id].wait()
+            if job_id in self.duration:
+                await asyncio.sleep(self.duration[job_id])
+            self.finished[job_id] += 1
+        except asyncio.CancelledError:
+            self.cancelled[job_id] += 1
+            raise
+        finally:
+            self.active[job_id] -= 1
+
+    def block(self, job_id: str) -> asyncio.Event:
+        self.blocked[job_id] = asyncio.Event()
+        return self.blocked[job_id]
+
+
+@pytest.fixture
+def fake() -> FakePoller:
+    return FakePoller()
+
+
+@pytest.fixture
+async def scheduler(fake: FakePoller) -> AsyncIterator[PollScheduler]:
+    s = PollScheduler(fake.poll)
+    s.start()
+    yield s
+    for event in fake.blocked.values():
+        event.set()
+    await asyncio.wait_for(s.stop(1), 5)
+
+
+async def test_each_added_job_is_polled_repeatedly(
+    scheduler: PollScheduler, fake: FakePoller
+) -> None:
+    scheduler.add("a", INTERVAL, 0, first_within=0)
+    scheduler.add("b", INTERVAL, 0.01, first_within=0)
+    assert scheduler.jobs() == {"a", "b"}
+    await wait_for(lambda: fake.calls["a"] >= 3 and fake.calls["b"] >= 3)
+
+
+async def test_polls_follow_the_interval_not_a_busy_loop(
+    scheduler: PollScheduler, fake: FakePoller
+) -> None:
+    scheduler.add("fast", INTERVAL, 0, first_within=0)
+    scheduler.add("slow", 30, 0, first_within=0)
+    await wait_for(lambda: fake.calls["fast"] >= 4)
+    assert fake.calls["slow"] == 1  # first poll only; the next is 30 s away
+
+
+async def test_adding_a_job_again_with_the_same_timing_keeps_one_timer(
+    scheduler: PollScheduler, fake: FakePoller
+) -> None:
+    scheduler.add("a", INTERVAL, 0, first_within=0)
+    scheduler.add("a", INTERVAL, 0, first_within=0)
+    await wait_for(lambda: fake.calls["a"] >= 3)
+    assert scheduler.jobs() == {"a"}
+    assert fake.max_active["a"] == 1
+
+
+async def test_a_job_whose_poll_never_returns_does_not_delay_other_jobs(
+    scheduler: PollScheduler, fake: FakePoller
+) -> None:
+    fake.block("stuck")
+    scheduler.add("stuck", INTERVAL, 0, first_within=0)
+    scheduler.add("healthy", INTERVAL, 0, first_within=0)
+    await wait_for(lambda: fake.calls["stuck"] == 1)
+    base = fake.calls["healthy"]
+    await wait_for(lambda: fake.calls["healthy"] >= base + 5)
+    assert fake.active["stuck"] == 1
+
+
+async def test_a_blocked_job_is_never_polled_concurrently_with_itself(
+    scheduler: PollScheduler, fake: FakePoller
+) -> None:
+    release = fake.block("slow")
+    scheduler.add("slow", INTERVAL, 0, first_within=0)
+    scheduler.add("clock", INTERVAL, 0, first_within=0)
+    await wait_for(lambda: fake.calls["slow"] == 1)
+    # Many of its intervals pass while its first poll is still running ...
+    await wait_for(lambda: fake.calls["clock"] >= 8)
+    assert fake.calls["slow"] == 1
+    assert fake.max_active["slow"] == 1
+    # ... and once it returns, it is polled again on schedule, still one at a time.
+    release.set()
+    await wait_for(lambda: fake.calls["slow"] >= 3)
+    assert fake.max_active["slow"] == 1
+
+
+async def test_a_removed_job_is_no_longer_polled(
+    scheduler: PollScheduler, fake: FakePoller
+) -> None:
+    scheduler.add("gone", INTERVAL, 0, first_within=0)
+    scheduler.add("kept", INTERVAL, 0, first_within=0)
+    await wait_for(lambda: fake.calls["gone"] >= 2)
+    scheduler.remove("gone")
+    assert scheduler.jobs() == {"kept"}
+    after_remove = fake.calls["gone"]
+    base = fake.calls["kept"]
+    await wait_for(lambda: fake.calls["kept"] >= base + 5)
+    assert fake.calls["gone"] == after_remove
+    scheduler.remove("never-added")  # harmless
+
+
+async def test_stop_lets_an_in_flight_poll_finish_within_the_grace_period(
+    fake: FakePoller,
+) -> None:
+    scheduler = PollScheduler(fake.poll)
+    scheduler.start()
+    fake.duration["a"] = 0.2
+    scheduler.add("a", 30, 0, first_within=0)
+    await wait_for(lambda: fake.active["a"] == 1)
+
+    await asyncio.wait_for(scheduler.stop(5), 5)
+    assert fake.finished["a"] == 1
+    assert fake.cancelled["a"] == 0
+
+
+async def test_stop_cancels_polls_that_exceed_the_grace_period_and_does_not_hang(
+    fake: FakePoller,
+) -> None:
+    scheduler = PollScheduler(fake.poll)
+    scheduler.start()
+    fake.block("stuck")
+    fake.duration["quick"] = 0.05
+    scheduler.add("stuck", 30, 0, first_within=0)
+    scheduler.add("quick", 30, 0, first_within=0)
+    await wait_for(lambda: fake.active["stuck"] == 1 and fake.active["quick"] == 1)
+
+    started = time.monotonic()
+    await asyncio.wait_for(scheduler.stop(0.3), 5)
+    assert time.monotonic() - started < 2
+    assert fake.cancelled["stuck"] == 1
+    assert fake.finished["quick"] == 1 and fake.cancelled["quick"] == 0
+    assert fake.active["stuck"] == 0
+
+
+async def test_no_polls_start_after_stop(fake: FakePoller) -> None:
+    scheduler = PollScheduler(fake.poll)
+    scheduler.start()
+    scheduler.add("a", INTERVAL, 0, first_within=0)
+    await wait_for(lambda: fake.calls["a"] >= 2)
+    await asyncio.wait_for(scheduler.stop(1), 5)
+    stopped_at = fake.calls["a"]
+    # Give the (stopped) timers several intervals in which they would have fired.
+    probe = PollScheduler(fake.poll)
+    probe.start()
+    probe.add("probe", INTERVAL, 0, first_within=0)
+    await wait_for(lambda: fake.calls["probe"] >= 5)
+    await asyncio.wait_for(probe.stop(1), 5)
+    assert fake.calls["a"] == stopped_at
+
+
+async def test_stop_without_polls_in_flight_returns_at_once(fake: FakePoller) -> None:
+    scheduler = PollScheduler(fake.poll)
+    scheduler.start()
+    scheduler.add("a", 30, 0, first_within=30)
+    started = time.monotonic()
+    await asyncio.wait_for(scheduler.stop(5), 5)
+    assert time.monotonic() - started < 1
+    assert fake.calls["a"] == 0

@@ -1,0 +1,155 @@
+"""server.py: /metrics, /healthz, /readyz and the landing page, served over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiohttp import web
+
+from monitor.events import rfc3339
+from monitor.server import JobRow, create_app
+from tests.conftest import SEED_ID
+
+NOW = 1_800_000_000.0
+BODY = b'# HELP modelarts_monitor_up 1 if ...\n# TYPE modelarts_monitor_up gauge\nmodelarts_monitor_up{job_id="x"} 1\n'
+
+
+@dataclass
+class Backend:
+    """What the server is handed: plain callables whose answers a test changes at will."""
+
+    body: bytes = BODY
+    readiness: tuple[bool, str] = (True, "ok")
+    rows: list[JobRow] = field(default_factory=list)
+    scrapes: int = 0
+
+    def metrics(self) -> bytes:
+        self.scrapes += 1
+        return self.body
+
+    def ready(self) -> tuple[bool, str]:
+        return self.readiness
+
+    def overview(self) -> list[JobRow]:
+        return self.rows
+
+
+@pytest.fixture
+def backend() -> Backend:
+    return Backend()
+
+
+@pytest.fixture
+async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(metrics=backend.metrics, ready=backend.ready, overview=backend.overview)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", trust_env=False) as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+async def test_metrics_serves_the_body_as_prometheus_text(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    r = await http.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert r.content == BODY
+
+
+async def test_metrics_renders_fresh_on_every_scrape(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    await http.get("/metrics")
+    backend.body = b"modelarts_monitor_jobs 2\n"
+    r = await http.get("/metrics")
+    assert r.content == b"modelarts_monitor_jobs 2\n"
+    assert backend.scrapes == 2
+
+
+async def test_head_metrics_answers_with_headers_and_no_body(http: httpx.AsyncClient) -> None:
+    r = await http.head("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert r.content == b""
+
+
+async def test_healthz_is_ok_while_the_process_serves(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.readiness = (False, "2 of 2 jobs not polled yet")  # liveness ignores readiness
+    r = await http.get("/healthz")
+    assert r.status_code == 200
+    assert r.text == "ok\n"
+
+
+async def test_readyz_is_200_when_ready(http: httpx.AsyncClient) -> None:
+    r = await http.get("/readyz")
+    assert r.status_code == 200
+    assert r.text == "ok\n"
+
+
+async def test_readyz_is_503_with_the_reason_when_not_ready(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.readiness = (False, "state database: disk I/O error")
+    r = await http.get("/readyz")
+    assert r.status_code == 503
+    assert "state database: disk I/O error" in r.text
+    backend.readiness = (True, "ok")
+    assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_landing_page_lists_each_job_with_phase_last_poll_and_restarts(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.rows = [
+        JobRow(SEED_ID, "bert-pretrain", "Running", "Running", True, NOW, 3),
+        JobRow("job-2", "", "", "", False, None, 0),
+    ]
+    r = await http.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    page = r.text
+    first, second = page.split("<tr>")[2:4]  # after the header row
+    assert "bert-pretrain" in first and SEED_ID in first
+    assert "<td>Running</td>" in first
+    assert rfc3339(NOW) in first
+    assert "<td>3</td>" in first
+    assert "<td>up</td>" in first
+    assert "job-2" in second and "never" in second and "<b>down</b>" in second
+    assert "<i>unknown</i>" in second
+    for link in ("/metrics", "/healthz", "/readyz"):
+        assert f"href='{link}'" in page
+
+
+async def test_landing_page_escapes_html_in_values_from_the_api(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.rows = [
+        JobRow(SEED_ID, "<script>alert(1)</script>", "<b>Running", "x&y", True, NOW, 0),
+    ]
+    page = (await http.get("/")).text
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;Running" in page
+    assert "x&amp;y" in page
+
+
+async def test_landing_page_with_no_jobs_still_renders(http: httpx.AsyncClient) -> None:
+    r = await http.get("/")
+    assert r.status_code == 200
+    assert "modelarts-monitor" in r.text
+
+
+async def test_unknown_paths_are_404(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/nope")).status_code == 404

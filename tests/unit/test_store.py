@@ -1,0 +1,266 @@
+"""store.py: job states survive a restart, state and events commit together, the outbox per sink."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.diff import JobState, observe
+from monitor.errors import StateError
+from monitor.events import new_event, to_cloudevent
+from monitor.modelarts.schema import parse_job
+from monitor.store import SCHEMA_VERSION, Store
+from tests.conftest import SEED_ID, job_doc
+
+NOW = 1_800_000_000.0
+OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def event_doc(n: int, job_id: str = SEED_ID) -> dict[str, Any]:
+    """A CloudEvent whose id depends on ``n`` only (deterministic, like the real ones)."""
+    event = new_event(
+        "phase_changed",
+        job_id=job_id,
+        job_name="train-a",
+        key=("Pending", "Running", n),
+        data={"from": "Pending", "to": "Running"},
+        time=NOW + n,
+    )
+    return to_cloudevent(event, "proj")
+
+
+def rich_state() -> JobState:
+    """A state with every kind of field filled in: records, task statuses, restarts, gone."""
+    doc = job_doc(
+        phase="Running",
+        records=[
+            {
+                "start_at": 100,
+                "end_at": 200,
+                "start_type": "init_or_rescheduled",
+                "end_reason": "exit 1",
+                "end_related_task": "worker-1",
+                "end_recover": "proc_restart",
+                "end_recover_before_downgrade": "pod_reschedule",
+            },
+            {"start_at": 210, "start_type": "restarted"},
+        ],
+        task_statuses=[
+            {"task": "worker-0", "exit_code": 0, "message": ""},
+            {"task": "worker-1", "exit_code": 137, "message": "OOMKilled"},
+        ],
+    )
+    state, _ = observe(None, parse_job(doc), NOW)
+    return JobState(
+        job_id=state.job_id,
+        snapshot=state.snapshot,
+        phase_since=NOW - 12.5,
+        restarts=state.restarts,
+        gone=True,
+    )
+
+
+def test_committed_states_are_loaded_back_equal_after_reopening_the_file(db_path: Path) -> None:
+    state = rich_state()
+    bare = JobState(job_id=OTHER_ID)
+    first = Store(db_path)
+    try:
+        first.commit(state, [], NOW)
+        first.commit(bare, [], NOW)
+    finally:
+        first.close()
+
+    again = Store(db_path)
+    try:
+        loaded = again.load_states()
+    finally:
+        again.close()
+    assert loaded == {SEED_ID: state, OTHER_ID: bare}
+    snap = loaded[SEED_ID].snapshot
+    assert snap is not None
+    assert snap.running_records[0].end_recover == "proc_restart"
+    assert snap.task_statuses[1].exit_code == 137
+    assert loaded[SEED_ID].restarts["proc_restart"] == 1
+    assert loaded[SEED_ID].gone is True
+
+
+def test_a_later_commit_replaces_the_job_state(store: Store) -> None:
+    first = JobState(job_id=SEED_ID, phase_since=1.0)
+    second = JobState(job_id=SEED_ID, phase_since=2.0)
+    store.commit(first, [], NOW)
+    store.commit(second, [], NOW + 1)
+    assert store.load_states() == {SEED_ID: second}
+
+
+def test_state_and_events_are_written_together_or_not_at_all(store: Store) -> None:
+    """A failing outbox insert rolls back the job state written in the same transaction."""
+    good = event_doc(1)
+    broken = {**event_doc(2), "id": ["not", "bindable"]}  # sqlite3 cannot bind a list
+    with pytest.raises(StateError, match="cannot commit"):
+        store.commit(rich_state(), [good, broken], NOW)
+    assert store.load_states() == {}
+    assert store.outbox_size() == 0
+    assert store.pending("log") == []
+
+
+def test_a_failed_commit_leaves_the_previous_state_and_events_in_place(store: Store) -> None:
+    before = JobState(job_id=SEED_ID, phase_since=1.0)
+    store.commit(before, [event_doc(1)], NOW)
+    with pytest.raises(StateError):
+        store.commit(rich_state(), [event_doc(2), {**event_doc(3), "id": ["not", "bindable"]}], NOW)
+    assert store.load_states() == {SEED_ID: before}
+    assert [body["id"] for _, body in store.pending("log")] == [event_doc(1)["id"]]
+
+
+def test_the_same_event_id_is_stored_once(store: Store) -> None:
+    """A re-detected transition (same deterministic id) is not queued a second time."""
+    state = JobState(job_id=SEED_ID)
+    store.commit(state, [event_doc(1), event_doc(1)], NOW)
+    store.commit(state, [event_doc(1), event_doc(2)], NOW + 1)
+    assert store.outbox_size() == 2
+    assert [b["id"] for _, b in store.pending("log")] == [event_doc(1)["id"], event_doc(2)["id"]]
+
+
+def test_pending_returns_a_sinks_events_oldest_first_as_committed(store: Store) -> None:
+    docs = [event_doc(n) for n in range(5)]
+    store.commit(JobState(job_id=SEED_ID), docs[:3], NOW)
+    store.commit(JobState(job_id=SEED_ID), docs[3:], NOW + 1)
+    pending = store.pending("log")
+    assert [body for _, body in pending] == docs
+    seqs = [seq for seq, _ in pending]
+    assert seqs == sorted(seqs)
+    assert [body for _, body in store.pending("log", limit=2)] == docs[:2]
+
+
+def test_ack_moves_only_that_sinks_position(store: Store) -> None:
+    sinks = ["log", "file"]
+    docs = [event_doc(n) for n in range(3)]
+    store.commit(JobState(job_id=SEED_ID), docs, NOW)
+    seqs = [seq for seq, _ in store.pending("log")]
+
+    store.ack("log", seqs[1], sinks)
+    assert [b for _, b in store.pending("log")] == docs[2:]
+    assert [b for _, b in store.pending("file")] == docs
+    assert store.outbox_size("log") == 1
+    assert store.outbox_size("file") == 3
+    assert store.outbox_size() == 3  # file has not taken any: nothing may be deleted
+
+
+def test_an_event_is_deleted_once_every_sink_has_acked_it(store: Store) -> None:
+    sinks = ["log", "file"]
+    docs = [event_doc(n) for n in range(3)]
+    store.commit(JobState(job_id=SEED_ID), docs, NOW)
+    seqs = [seq for seq, _ in store.pending("log")]
+
+    store.ack("log", seqs[2], sinks)
+    assert store.outbox_size() == 3
+    store.ack("file", seqs[0], sinks)
+    assert store.outbox_size() == 2  # both have passed the first event only
+    store.ack("file", seqs[2], sinks)
+    assert store.outbox_size() == 0
+    assert store.pending("log") == [] and store.pending("file") == []
+
+
+def test_a_sink_position_never_moves_backwards(store: Store) -> None:
+    docs = [event_doc(n) for n in range(3)]
+    store.commit(JobState(job_id=SEED_ID), docs, NOW)
+    seqs = [seq for seq, _ in store.pending("log")]
+    store.ack("log", seqs[2], ["log", "file"])
+    store.ack("log", seqs[0], ["log", "file"])
+    assert store.pending("log") == []
+
+
+def test_a_new_sink_starts_at_the_oldest_event_still_in_the_outbox(store: Store) -> None:
+    docs = [event_doc(n) for n in range(2)]
+    store.commit(JobState(job_id=SEED_ID), docs, NOW)
+    assert [b for _, b in store.pending("webhook")] == docs
+    assert store.outbox_size("webhook") == 2
+
+
+def test_the_schema_version_is_recorded_in_the_file(store: Store, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_reopening_a_current_database_keeps_its_contents(db_path: Path) -> None:
+    first = Store(db_path)
+    first.commit(JobState(job_id=SEED_ID), [event_doc(1)], NOW)
+    first.close()
+    again = Store(db_path)
+    try:
+        assert again.outbox_size() == 1
+        assert list(again.load_states()) == [SEED_ID]
+    finally:
+        again.close()
+
+
+def test_a_database_from_a_newer_monitor_is_refused(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db = sqlite3.connect(db_path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StateError, match="newer"):
+        Store(db_path)
+
+
+def test_a_file_that_is_not_a_database_gives_a_state_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not an SQLite database\x00\xff" * 200)
+    with pytest.raises(StateError) as info:
+        Store(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_a_directory_as_the_database_path_gives_a_state_error(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match=str(tmp_path)):
+        Store(tmp_path)
+
+
+def test_a_read_only_directory_gives_a_state_error(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("this user (root?) can write to a read-only directory")
+        with pytest.raises(StateError):
+            Store(ro / "state.db")
+    finally:
+        ro.chmod(stat.S_IRWXU)
+
+
+def test_a_database_under_a_file_gives_a_state_error(tmp_path: Path) -> None:
+    """The parent 'directory' is a regular file: mkdir fails, reported as a StateError."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="blocker"):
+        Store(blocker / "state.db")
+
+
+async def test_call_runs_store_methods_on_the_database_thread(store: Store) -> None:
+    loop_thread = threading.current_thread()
+    db_thread = await store.call(threading.current_thread)
+    assert db_thread is not loop_thread
+    assert db_thread.name.startswith("state-db")
+    await store.call(store.commit, JobState(job_id=SEED_ID), [event_doc(1)], NOW)
+    assert await store.call(store.outbox_size) == 1
