@@ -128,6 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateError as exc:
         print(f"state error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ValueError as exc:
+        from monitor.simulator import ScenarioError  # only demo/simulate read scenario files
+
+        if not isinstance(exc, ScenarioError):
+            raise
+        for problem in exc.problems:
+            print(f"scenario error: {exc.source}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")

@@ -11,6 +11,7 @@ unset variable names the key that asked for it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -73,6 +74,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration such as 500ms, 15s, 5m, 1h")
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration")
     if seconds <= 0:
         raise ValueError("must be greater than zero")
     return seconds
@@ -293,9 +296,11 @@ _SINK_TAGS = {"log", "console", "file"}
 def _describe(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = [p for p in err["loc"] if p not in _SINK_TAGS]
+        loc = err["loc"]
         path = ""
-        for part in loc:
+        for i, part in enumerate(loc):
+            if part in _SINK_TAGS and i >= 2 and loc[i - 2] == "sinks":
+                continue  # the discriminated union's branch (events.sinks[N].file), not a key
             path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
         if err["type"] == "extra_forbidden":
             message = "unknown key"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 import httpx
@@ -79,6 +80,8 @@ class ModelArtsClient:
             raise ApiTimeout(f"no answer from ModelArts in time: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise NetworkError(f"cannot reach ModelArts: {type(exc).__name__}: {exc}") from exc
+        except httpx.DecodingError as exc:  # e.g. a proxy's broken gzip: not a body we can use
+            raise InvalidResponse(f"body cannot be decoded: {exc}") from exc
         raise_for_status(response)
         if len(response.content) > MAX_BODY_BYTES:
             raise InvalidResponse(
@@ -140,7 +143,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _excerpt(text: str, limit: int = 200) -> str:
