@@ -20,6 +20,8 @@ import httpx
 from aiohttp import web
 
 from monitor.config import Settings, split_listen
+from monitor.dispatcher import Dispatcher
+from monitor.errors import StateError
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.auth import AkSkAuth
@@ -27,10 +29,12 @@ from monitor.modelarts.client import ModelArtsClient
 from monitor.poller import Poller
 from monitor.scheduler import PollScheduler
 from monitor.server import JobRow, create_app
-from monitor.sinks import Dispatcher, Sink, build_sink
+from monitor.sinks import Sink, build_sinks
 from monitor.store import Store
 
 log = get_logger("monitor.app")
+HOUSEKEEPING_SECONDS = 5.0
+"""How often poll times are written to the store and sink backlogs recounted."""
 
 
 def build_auth(settings: Settings) -> httpx.Auth | None:
@@ -79,14 +83,21 @@ class App:
         self.store = Store(s.state.path)
         try:
             states = await self.store.call(self.store.load_states)
+            last_success = await self.store.call(self.store.load_last_success)
         except Exception:
             self.store.close()
             raise
         self.client = build_client(s, self._transport)
         self.series = SeriesStore()
         self.metrics = MonitorMetrics()
-        sinks = self._sinks if self._sinks is not None else [build_sink(x) for x in s.events.sinks]
-        self.dispatcher = Dispatcher(self.store, sinks)
+        sinks = self._sinks if self._sinks is not None else build_sinks(s.events.sinks)
+        self.dispatcher = Dispatcher(
+            self.store,
+            sinks,
+            metrics=self.metrics,
+            max_backoff=s.events.max_backoff,
+            limit=s.events.outbox_limit,
+        )
         self.poller = Poller(
             client=self.client,
             store=self.store,
@@ -98,7 +109,7 @@ class App:
             slow_after=s.api.timeout / 2,
             clock=self._clock,
         )
-        self.poller.restore(states)
+        self.poller.restore(states, last_success)
         self.scheduler = PollScheduler(self.poller.poll)
         for job in s.jobs:
             self.poller.watch(job.id, job.labels)
@@ -124,6 +135,7 @@ class App:
         self.port = self._runner.addresses[0][1]
         self.dispatcher.start()
         self.scheduler.start()
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         log.info(
             "started",
             jobs=len(s.jobs),
@@ -131,6 +143,29 @@ class App:
             listen=f"{host}:{self.port}",
             state=s.state.path,
         )
+
+    def ready(self) -> tuple[bool, str]:
+        ok, reason = self.poller.ready()
+        if not ok:
+            return ok, reason
+        if over := self.dispatcher.over_limit():
+            return False, f"event outbox over its limit for sinks: {', '.join(over)}"
+        return True, "ok"
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        successes = self.poller.take_successes()
+        try:
+            await self.store.call(self.store.record_success, successes)
+            await self.dispatcher.refresh_pending()
+        except StateError as exc:
+            log.error("housekeeping_failed", error=str(exc))
+        except Exception:  # housekeeping must outlive a bug in itself
+            log.exception("housekeeping_crashed")
 
     def render_metrics(self) -> bytes:
         return self.series.render() + self.metrics.render()
@@ -173,10 +208,12 @@ class App:
 
     async def stop(self, grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace
+        self._housekeeping.cancel()
         await self.scheduler.stop(grace)
         drained = await self.dispatcher.stop(max(0.1, deadline - time.monotonic()))
         if not drained:
             log.warning("stopped_with_undelivered_events", note="they are delivered on restart")
+        await self._flush()
         await self._close_resources()
         log.info("stopped")
 

@@ -82,6 +82,9 @@ def parse_duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+NonNegativeDuration = Annotated[
+    float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s", "0ms") else parse_duration(v))
+]
 
 
 class _Model(BaseModel):
@@ -109,7 +112,7 @@ class AuthSettings(_Model):
 
 class PollSettings(_Model):
     interval: Duration = 30.0
-    jitter: Duration | None = None
+    jitter: NonNegativeDuration | None = None
     """Random spread added to each run; defaults to a tenth of the interval."""
     concurrency: int = Field(default=16, ge=1, le=1024)
     """Polls in flight at once; bounds what N slow jobs can hold."""
@@ -142,28 +145,65 @@ class StateSettings(_Model):
     path: str = "/var/lib/modelarts-monitor/state.db"
 
 
-class LogSinkSettings(_Model):
+class _SinkBase(_Model):
+    name: str | None = None
+    """The sink's identity: its position in the outbox and its ``sink`` label. Defaults to
+    the type (``file:<path>`` for files); renaming a sink makes it start over from the
+    oldest event still in the outbox."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9_.:/-]{1,100}$", v):
+            raise ValueError("1-100 letters, digits or _ . : / -")
+        return v
+
+
+class LogSinkSettings(_SinkBase):
     type: Literal["log"]
 
 
-class ConsoleSinkSettings(_Model):
+class ConsoleSinkSettings(_SinkBase):
     """Human-readable lines on stdout; what ``demo`` uses."""
 
     type: Literal["console"]
 
 
-class FileSinkSettings(_Model):
+class FileSinkSettings(_SinkBase):
     type: Literal["file"]
     path: str
 
 
+class WebhookSinkSettings(_SinkBase):
+    type: Literal["webhook"]
+    url: SecretStr
+    """Secret because webhook URLs often carry a token in their path or query."""
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    batch: bool = False
+    """One POST per batch (``application/cloudevents-batch+json``) instead of per event."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^/\s]+", v.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
 SinkSettings = Annotated[
-    LogSinkSettings | ConsoleSinkSettings | FileSinkSettings, Field(discriminator="type")
+    LogSinkSettings | ConsoleSinkSettings | FileSinkSettings | WebhookSinkSettings,
+    Field(discriminator="type"),
 ]
 
 
 class EventSettings(_Model):
     sinks: list[SinkSettings] = Field(default_factory=lambda: [LogSinkSettings(type="log")])  # type: ignore[arg-type]
+    outbox_limit: int = Field(default=100_000, ge=1)
+    """Backlog per sink above which the monitor reports itself unready and logs an error.
+    Events are never dropped."""
+    max_backoff: Duration = 60.0
+    """Longest wait between two delivery attempts to a failing sink."""
 
 
 class ServerSettings(_Model):
@@ -290,7 +330,7 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Set
     return parse_settings(doc, env)
 
 
-_SINK_TAGS = {"log", "console", "file"}
+_SINK_TAGS = {"log", "console", "file", "webhook"}
 
 
 def _describe(exc: ValidationError) -> list[str]:

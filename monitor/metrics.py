@@ -346,6 +346,19 @@ class MonitorMetrics:
         )
         for type_ in EVENT_TYPES:
             self.events.labels(type_)
+        self.outbox_pending = Gauge(
+            "modelarts_monitor_outbox_pending",
+            "Events in the outbox that this sink has not taken yet.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "modelarts_monitor_event_deliveries",
+            "Event deliveries by sink and result: ok, retry (a failed attempt that will be"
+            " retried), rejected (refused for good by the receiver).",
+            ["sink", "result"],
+            registry=self.registry,
+        )
         self.jobs = Gauge("modelarts_monitor_jobs", "Jobs being monitored.", registry=self.registry)
         self.build_info = Gauge(
             "modelarts_monitor_build_info",

@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 import structlog
 
 from monitor.diff import JobGone, JobState, Observation, observe
+from monitor.dispatcher import Dispatcher
 from monitor.errors import ApiError, JobNotFound, StateError
 from monitor.events import Event, to_cloudevent
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.schema import parse_job
-from monitor.sinks import Dispatcher
 from monitor.store import Store
 
 log = get_logger("monitor.poller")
@@ -72,12 +72,23 @@ class Poller:
         self.health: dict[str, JobHealth] = {}
         self.labels: dict[str, Mapping[str, str]] = {}
         self.store_error: str | None = None
+        self._succeeded: dict[str, float] = {}
 
     # -- which jobs ------------------------------------------------------------------------
 
-    def restore(self, states: Mapping[str, JobState]) -> None:
-        """Adopt states loaded from the store: their last known series show at once."""
+    def restore(
+        self, states: Mapping[str, JobState], last_success: Mapping[str, float] | None = None
+    ) -> None:
+        """Adopt what the store kept: the last known series show at once, with ``up`` 0 until
+        each job's first poll of this run, and the first poll diffs against the stored state."""
         self.states.update(states)
+        for job_id, ts in (last_success or {}).items():
+            self.health.setdefault(job_id, JobHealth()).last_success = ts
+
+    def take_successes(self) -> dict[str, float]:
+        """Successful polls since the last call, for the store's batched write."""
+        taken, self._succeeded = self._succeeded, {}
+        return taken
 
     def watch(self, job_id: str, labels: Mapping[str, str]) -> None:
         self.labels[job_id] = dict(labels)
@@ -185,6 +196,7 @@ class Poller:
         health.up = up
         if up:
             health.last_success = now
+            self._succeeded[job_id] = now
         self._series.set_health(job_id, up, health.last_success)
 
     def _failed(self, job_id: str, health: JobHealth, result: str, message: str) -> None:

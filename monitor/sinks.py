@@ -1,38 +1,59 @@
-"""Delivering outbox events to sinks, at least once, in order.
+"""Where events go: log, console, file and webhook sinks.
 
-Each sink gets its own worker task and its own position in the outbox (``Store.pending`` /
-``Store.ack``), so a slow or failing sink never holds back another one, nor the polls. A batch is
-acknowledged only after the sink has taken all of it; if the process dies in between, the batch
-is delivered again on restart, and consumers de-duplicate on the CloudEvents ``id``.
-
-Events travel as CloudEvents dictionaries, exactly as they were written to the outbox.
+A sink takes a batch of CloudEvents dictionaries (exactly as written to the outbox) and either
+takes them all, refuses some for good (``Rejected``: the receiver said the event itself is bad,
+so retrying cannot help), or raises ``DeliveryError`` saying how many at the head of the batch
+went out; the dispatcher retries the rest. Sinks know nothing of the outbox or of retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from monitor.config import ConsoleSinkSettings, FileSinkSettings, LogSinkSettings, SinkSettings
+import httpx
+
+from monitor.config import (
+    ConsoleSinkSettings,
+    FileSinkSettings,
+    LogSinkSettings,
+    SinkSettings,
+    WebhookSinkSettings,
+)
 from monitor.events import TYPE_PREFIX
 from monitor.logs import get_logger
-from monitor.store import Store
 
 CloudEvent = Mapping[str, Any]
 log = get_logger("monitor.sinks")
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The receiver refused this event for good; it is counted and logged, never retried."""
+
+    event_id: str
+    reason: str
+
+
+class DeliveryError(Exception):
+    """The sink could not take the batch; the first ``taken`` events did go out."""
+
+    def __init__(self, message: str, *, taken: int = 0) -> None:
+        super().__init__(message)
+        self.taken = taken
+
+
 class Sink(Protocol):
     name: str
-    """Stable identity of the sink's outbox position; survives restarts and reordering."""
+    """Stable identity of the sink's outbox position and its ``sink`` label; never a secret."""
 
-    async def deliver(self, batch: Sequence[CloudEvent]) -> None:
-        """Take every event of ``batch`` or raise; partial success is retried whole."""
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        """Take every event of ``batch`` (returning those refused for good) or raise."""
 
     async def aclose(self) -> None: ...
 
@@ -40,7 +61,7 @@ class Sink(Protocol):
 class LogSink:
     name = "log"
 
-    async def deliver(self, batch: Sequence[CloudEvent]) -> None:
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
         for event in batch:
             data = dict(event["data"])
             log.info(
@@ -49,6 +70,7 @@ class LogSink:
                 event_time=event["time"],
                 **data,
             )
+        return []
 
     async def aclose(self) -> None:
         return None
@@ -62,10 +84,11 @@ class ConsoleSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
 
-    async def deliver(self, batch: Sequence[CloudEvent]) -> None:
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
         for event in batch:
             self._stream.write(describe(event) + "\n")
         self._stream.flush()
+        return []
 
     async def aclose(self) -> None:
         return None
@@ -85,21 +108,113 @@ class FileSink:
                 fh.write(json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n")
                 fh.flush()
 
-    async def deliver(self, batch: Sequence[CloudEvent]) -> None:
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
         await asyncio.to_thread(self._write, batch)
+        return []
 
     async def aclose(self) -> None:
         return None
 
 
-def build_sink(settings: SinkSettings) -> Sink:
-    if isinstance(settings, LogSinkSettings):
-        return LogSink()
-    if isinstance(settings, ConsoleSinkSettings):
-        return ConsoleSink()
-    if isinstance(settings, FileSinkSettings):
-        return FileSink(settings.path)
-    raise AssertionError(f"unhandled sink settings {settings!r}")
+class WebhookSink:
+    """HTTP POST of CloudEvents: one per request (``application/cloudevents+json``), or a batch
+    per request (``application/cloudevents-batch+json``).
+
+    2xx is taken. 408, 429, 5xx, redirects and network errors are worth retrying. Any other
+    4xx means the receiver refuses the event itself; retrying forever would only block every
+    later event, so it is reported as rejected, with the status and a bounded excerpt of the
+    reply. The URL may carry a token, so it never appears in names, labels or log lines.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "webhook",
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        batch: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self._url = url
+        self._batch = batch
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": "modelarts-monitor", **(headers or {})},
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(name={self.name!r})"
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        if self._batch:
+            refusal = await self._post(list(batch), "application/cloudevents-batch+json", 0)
+            return [Rejected(e["id"], refusal) for e in batch] if refusal else []
+        rejected = []
+        for taken, event in enumerate(batch):
+            refusal = await self._post(event, "application/cloudevents+json", taken)
+            if refusal:
+                rejected.append(Rejected(event["id"], refusal))
+        return rejected
+
+    async def _post(self, body: object, content_type: str, taken: int) -> str | None:
+        """None when taken, the refusal when rejected for good; raises when worth retrying."""
+        try:
+            response = await self._http.post(
+                self._url,
+                content=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+                headers={"Content-Type": content_type},
+            )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}", taken=taken) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return None
+        reply = " ".join(response.text.split())[:200]
+        if status in (408, 429) or status >= 500 or status < 400:
+            raise DeliveryError(f"HTTP {status}: {reply}", taken=taken)
+        return f"HTTP {status}: {reply}"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def build_sinks(settings: Sequence[SinkSettings]) -> list[Sink]:
+    """Sinks from config, each with a stable, unique name (its ``name`` key, or its type)."""
+    sinks: list[Sink] = []
+    counts: dict[str, int] = {}
+    for item in settings:
+        base = item.name or (
+            f"file:{item.path}" if isinstance(item, FileSinkSettings) else item.type
+        )
+        counts[base] = counts.get(base, 0) + 1
+        name = base if counts[base] == 1 else f"{base}-{counts[base]}"
+        sinks.append(_build(item, name))
+    return sinks
+
+
+def _build(item: SinkSettings, name: str) -> Sink:
+    sink: Sink
+    if isinstance(item, LogSinkSettings):
+        sink = LogSink()
+    elif isinstance(item, ConsoleSinkSettings):
+        sink = ConsoleSink()
+    elif isinstance(item, FileSinkSettings):
+        sink = FileSink(item.path)
+    elif isinstance(item, WebhookSinkSettings):
+        return WebhookSink(
+            item.url.get_secret_value(),
+            name=name,
+            headers={k: v.get_secret_value() for k, v in item.headers.items()},
+            timeout=item.timeout,
+            batch=item.batch,
+        )
+    else:
+        raise AssertionError(f"unhandled sink settings {type(item).__name__}")
+    sink.name = name
+    return sink
 
 
 def describe(event: CloudEvent) -> str:
@@ -126,84 +241,3 @@ def describe(event: CloudEvent) -> str:
         detail = json.dumps(data, ensure_ascii=False)
     clock = str(event["time"])[11:19]
     return f"{clock}  {data['job_name'] or data['job_id']:<20}  {kind:<24}  {detail}"
-
-
-class Dispatcher:
-    """One worker per sink, draining the outbox in order, retrying with back-off."""
-
-    def __init__(
-        self,
-        store: Store,
-        sinks: Sequence[Sink],
-        *,
-        batch_size: int = 100,
-        max_backoff: float = 60.0,
-    ) -> None:
-        self._store = store
-        self._sinks = list(sinks)
-        self._names = [s.name for s in self._sinks]
-        if len(set(self._names)) != len(self._names):
-            raise ValueError(f"two sinks share a name: {self._names}")
-        self._batch = batch_size
-        self._max_backoff = max_backoff
-        self._wake = {s.name: asyncio.Event() for s in self._sinks}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
-
-    def start(self) -> None:
-        for sink in self._sinks:
-            self._tasks.append(asyncio.create_task(self._run(sink), name=f"sink:{sink.name}"))
-        self.notify()
-
-    def notify(self) -> None:
-        """New events are in the outbox."""
-        for wake in self._wake.values():
-            wake.set()
-
-    async def stop(self, grace: float) -> bool:
-        """Deliver what is pending within ``grace`` seconds; True if everything went out."""
-        self._stopping = True
-        self.notify()
-        pending: set[asyncio.Task[None]] = set()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for sink in self._sinks:
-            await sink.aclose()
-        return not pending
-
-    async def _run(self, sink: Sink) -> None:
-        failures = 0
-        wake = self._wake[sink.name]
-        while True:
-            wake.clear()
-            try:
-                batch = await self._store.call(self._store.pending, sink.name, self._batch)
-                if batch:
-                    await sink.deliver([body for _, body in batch])
-                    await self._store.call(self._store.ack, sink.name, batch[-1][0], self._names)
-            except Exception as exc:
-                failures += 1
-                delay = self._backoff(failures)
-                log.warning(
-                    "sink_delivery_failed",
-                    sink=sink.name,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in_seconds=round(delay, 2),
-                )
-                # Even while stopping: keep retrying until ``stop`` cancels at the end of the
-                # grace period, so a sink that gives up is reported as not drained.
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
-            if not batch:
-                if self._stopping:
-                    return
-                await wake.wait()
-
-    def _backoff(self, failures: int) -> float:
-        """Exponential with full jitter, so many monitors do not retry in lock-step."""
-        ceiling = min(self._max_backoff, 0.5 * 2 ** min(failures, 16))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

@@ -26,7 +26,7 @@ from monitor.diff import JobState
 from monitor.errors import StateError
 from monitor.modelarts.schema import JobSnapshot, RunningRecord, TaskStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -47,6 +47,9 @@ _MIGRATIONS: dict[int, str] = {
         sink TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
     );
+    """,
+    2: """
+    ALTER TABLE jobs ADD COLUMN last_success REAL;
     """,
 }
 """Forward migrations: ``_MIGRATIONS[n]`` takes a database from version n-1 to n."""
@@ -86,10 +89,24 @@ def state_from_dict(doc: Mapping[str, Any]) -> JobState:
 class Store:
     """The state database. Methods are synchronous; use ``call`` from async code."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """Open (creating and migrating if needed) the database at ``path``.
+
+        ``readonly`` is for inspecting a live daemon's database (``status``): it never creates,
+        migrates or writes, and refuses a file whose schema is not this monitor's.
+        """
         self.path = str(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-db")
         try:
+            if readonly:
+                if not Path(self.path).is_file():
+                    raise StateError(f"no state database at {self.path} (has the daemon run?)")
+                self._db = sqlite3.connect(
+                    f"file:{Path(self.path).resolve()}?mode=ro", uri=True, check_same_thread=False
+                )
+                self._check_integrity()
+                self._check_version(exact=True)
+                return
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -119,13 +136,22 @@ class Store:
         if row is None or row[0] != "ok":
             raise StateError(f"state database {self.path} is corrupt: {row[0] if row else '?'}")
 
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_version(self, *, exact: bool = False) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"state database {self.path} has schema version {version}, newer than this "
                 f"monitor's {SCHEMA_VERSION}; upgrade the monitor or point state.path elsewhere"
             )
+        if exact and version < SCHEMA_VERSION:
+            raise StateError(
+                f"state database {self.path} has schema version {version}, older than this "
+                f"monitor's {SCHEMA_VERSION}; start the daemon once to migrate it"
+            )
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for target in range(version + 1, SCHEMA_VERSION + 1):
             try:
                 self._db.executescript(
@@ -173,6 +199,28 @@ class Store:
                 )
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot commit: {exc}") from exc
+
+    def record_success(self, times: Mapping[str, float]) -> None:
+        """Persist when each job was last polled successfully; batched, not one write a poll."""
+        if not times:
+            return
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    "UPDATE jobs SET last_success = ? WHERE job_id = ?",
+                    [(ts, job_id) for job_id, ts in times.items()],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot record polls: {exc}") from exc
+
+    def load_last_success(self) -> dict[str, float]:
+        try:
+            rows = self._db.execute(
+                "SELECT job_id, last_success FROM jobs WHERE last_success IS NOT NULL"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+        return {job_id: float(ts) for job_id, ts in rows}
 
     def forget(self, job_id: str) -> None:
         try:

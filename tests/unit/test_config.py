@@ -14,6 +14,7 @@ from monitor.config import (
     RESERVED_LABELS,
     FileSinkSettings,
     Settings,
+    WebhookSinkSettings,
     load_settings,
     parse_duration,
     parse_settings,
@@ -54,7 +55,7 @@ def test_example_config_loads_with_sdk_environment_variables() -> None:
     assert settings.api.project_id == "project-from-env"
     assert settings.auth.ak == "AKFROMENV"
     assert settings.auth.sk.get_secret_value() == "sk-from-env-0123456789"
-    assert [s.type for s in settings.events.sinks] == ["log", "console", "file"]
+    assert [s.type for s in settings.events.sinks] == ["log", "console", "file", "webhook"]
     assert any(job.interval is not None for job in settings.jobs)
     assert all(job.labels for job in settings.jobs)
 
@@ -101,9 +102,10 @@ def test_example_config_shows_every_key_the_schema_accepts() -> None:
         "jobs.interval",
         "events.sinks.type",
         *(f"events.sinks.{k}" for k in FileSinkSettings.model_fields),
+        *(f"events.sinks.{k}" for k in WebhookSinkSettings.model_fields),
     }
     assert expected - shown == set()
-    assert {s["type"] for s in doc["events"]["sinks"]} == {"log", "console", "file"}
+    assert {s["type"] for s in doc["events"]["sinks"]} == {"log", "console", "file", "webhook"}
 
 
 # --- ${VAR} expansion -----------------------------------------------------------------------
@@ -317,8 +319,8 @@ def test_a_problem_in_the_log_section_keeps_its_log_prefix() -> None:
             "poll.concurrency: Input should be greater than or equal to 1",
         ),
         (
-            base(events={"sinks": [{"type": "webhook", "url": "https://x"}]}),
-            "events.sinks[0]: Input tag 'webhook'",
+            base(events={"sinks": [{"type": "pager", "url": "https://x"}]}),
+            "events.sinks[0]: Input tag 'pager'",
         ),
         (base(events={"sinks": [{"path": "/tmp/x"}]}), "events.sinks[0]: Unable to extract tag"),
         (

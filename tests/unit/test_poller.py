@@ -16,12 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.diff import JobState
+from monitor.dispatcher import Dispatcher
 from monitor.errors import StateError
 from monitor.events import from_cloudevent
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.poller import Poller
-from monitor.sinks import CloudEvent, Dispatcher
+from monitor.sinks import CloudEvent
 from monitor.store import Store
 from tests.conftest import SEED_ID, job_doc
 

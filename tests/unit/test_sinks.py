@@ -14,8 +14,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from monitor.diff import JobState
+from monitor.dispatcher import Dispatcher
 from monitor.events import new_event, to_cloudevent
-from monitor.sinks import CloudEvent, ConsoleSink, Dispatcher, FileSink, LogSink, describe
+from monitor.sinks import CloudEvent, ConsoleSink, FileSink, LogSink, describe
 from monitor.store import Store
 from tests.conftest import SEED_ID
 

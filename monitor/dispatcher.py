@@ -1,0 +1,153 @@
+"""Draining the outbox into the sinks: at least once, in order, never blocking the polls.
+
+Each sink gets its own worker task and its own position in the outbox (``Store.pending`` /
+``Store.ack``), so a slow or failing sink holds back neither the polls nor another sink. A
+position moves only past events the sink has taken (or refused for good); if the process dies in
+between, those events are delivered again on restart, and consumers de-duplicate on the
+CloudEvents ``id``. A failing sink is retried with exponential back-off and full jitter.
+
+The outbox never drops an event. If a sink falls behind by more than ``limit`` events the
+dispatcher says so loudly instead: an error log line, ``modelarts_monitor_outbox_pending``, and a
+failing ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from monitor.logs import get_logger
+from monitor.metrics import MonitorMetrics
+from monitor.sinks import DeliveryError, Sink
+from monitor.store import Store
+
+log = get_logger("monitor.dispatcher")
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        sinks: Sequence[Sink],
+        *,
+        metrics: MonitorMetrics | None = None,
+        batch_size: int = 100,
+        max_backoff: float = 60.0,
+        limit: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._sinks = list(sinks)
+        self._names = [s.name for s in self._sinks]
+        if len(set(self._names)) != len(self._names):
+            raise ValueError(f"two sinks share a name: {self._names}")
+        self._metrics = metrics or MonitorMetrics()
+        self._batch = batch_size
+        self._max_backoff = max_backoff
+        self._limit = limit
+        self._wake = {s.name: asyncio.Event() for s in self._sinks}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.pending: dict[str, int] = dict.fromkeys(self._names, 0)
+        self._over: set[str] = set()
+        for name in self._names:
+            for result in ("ok", "retry", "rejected"):
+                self._metrics.deliveries.labels(name, result)
+
+    def start(self) -> None:
+        for sink in self._sinks:
+            self._tasks.append(asyncio.create_task(self._run(sink), name=f"sink:{sink.name}"))
+        self.notify()
+
+    def notify(self) -> None:
+        """New events are in the outbox."""
+        for wake in self._wake.values():
+            wake.set()
+
+    def over_limit(self) -> list[str]:
+        """Sinks whose backlog is above the configured limit."""
+        return sorted(self._over)
+
+    async def refresh_pending(self) -> None:
+        """Recount each sink's backlog (also while a sink is stuck in back-off)."""
+        for name in self._names:
+            self._set_pending(name, await self._store.call(self._store.outbox_size, name))
+
+    async def stop(self, grace: float) -> bool:
+        """Deliver what is pending within ``grace`` seconds; True if everything went out."""
+        self._stopping = True
+        self.notify()
+        pending: set[asyncio.Task[None]] = set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for sink in self._sinks:
+            await sink.aclose()
+        return not pending
+
+    async def _run(self, sink: Sink) -> None:
+        failures = 0
+        wake = self._wake[sink.name]
+        while True:
+            wake.clear()
+            try:
+                batch = await self._store.call(self._store.pending, sink.name, self._batch)
+                if batch:
+                    await self._deliver(sink, batch)
+                    failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = self._backoff(failures)
+                log.warning(
+                    "sink_delivery_failed",
+                    sink=sink.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_seconds=round(delay, 2),
+                )
+                # Even while stopping: keep retrying until ``stop`` cancels at the end of the
+                # grace period, so a sink that gives up is reported as not drained.
+                await asyncio.sleep(delay)
+                continue
+            if not batch:
+                self._set_pending(sink.name, 0)
+                if self._stopping:
+                    return
+                await wake.wait()
+
+    async def _deliver(self, sink: Sink, batch: list[tuple[int, dict[str, object]]]) -> None:
+        counter = self._metrics.deliveries
+        try:
+            rejected = await sink.deliver([body for _, body in batch]) or []
+        except DeliveryError as exc:
+            if exc.taken:
+                await self._store.call(
+                    self._store.ack, sink.name, batch[exc.taken - 1][0], self._names
+                )
+                counter.labels(sink.name, "ok").inc(exc.taken)
+            counter.labels(sink.name, "retry").inc()
+            raise
+        for refusal in rejected:
+            log.error(
+                "event_rejected", sink=sink.name, event_id=refusal.event_id, reason=refusal.reason
+            )
+        await self._store.call(self._store.ack, sink.name, batch[-1][0], self._names)
+        counter.labels(sink.name, "rejected").inc(len(rejected))
+        counter.labels(sink.name, "ok").inc(len(batch) - len(rejected))
+        self._set_pending(sink.name, await self._store.call(self._store.outbox_size, sink.name))
+
+    def _set_pending(self, name: str, count: int) -> None:
+        self.pending[name] = count
+        self._metrics.outbox_pending.labels(name).set(count)
+        if count > self._limit and name not in self._over:
+            self._over.add(name)
+            log.error("outbox_over_limit", sink=name, pending=count, limit=self._limit)
+        elif count <= self._limit and name in self._over:
+            self._over.discard(name)
+            log.info("outbox_back_under_limit", sink=name, pending=count, limit=self._limit)
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential with full jitter, so many monitors do not retry in lock-step."""
+        ceiling = min(self._max_backoff, 0.5 * 2 ** min(failures, 16))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
