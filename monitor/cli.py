@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--config", required=True)
     once.add_argument("--job", help="only this job id (default: every configured job)")
 
+    status = sub.add_parser("status", help="table of monitored jobs from the state database")
+    status.add_argument("--config", required=True)
+
     demo = sub.add_parser("demo", help="simulator + daemon on a built-in scenario")
     demo.add_argument("--speed", type=_speed, default=1.0, help="scenario speed, up to 10")
     demo.add_argument(
@@ -107,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(_settings(args.config, stream=sys.stderr)))
         if args.command == "once":
             return asyncio.run(_once(_settings(args.config, stream=sys.stderr), args.job))
+        if args.command == "status":
+            return _status(load_settings(args.config))
         if args.command == "demo":
             from monitor.demo import run_demo
 
@@ -205,6 +210,21 @@ async def _once(settings: Settings, only: str | None) -> int:
                 if chunk:
                     print(family.header.decode() + chunk.decode(), end="")
     return EXIT_PROBLEMS if failed else EXIT_OK
+
+
+def _status(settings: Settings) -> int:
+    from monitor.status import render_table, status_rows
+    from monitor.store import Store
+
+    store = Store(settings.state.path, readonly=True)
+    try:
+        states = store.load_states()
+        last_success = store.load_last_success()
+    finally:
+        store.close()
+    rows = status_rows([j.id for j in settings.jobs], states, last_success)
+    print(render_table(rows), end="")
+    return EXIT_OK
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -95,6 +95,9 @@ class Dispatcher:
             try:
                 batch = await self._store.call(self._store.pending, sink.name, self._batch)
                 if batch:
+                    # Recount before each attempt: a failing sink is when the backlog matters.
+                    count = await self._store.call(self._store.outbox_size, sink.name)
+                    self._set_pending(sink.name, count)
                     await self._deliver(sink, batch)
                     failures = 0
             except Exception as exc:

@@ -158,19 +158,17 @@ class Poller:
         state, events = observe(prev, observation, now)
         labels = self.labels.get(job_id, {})
         if state != prev or events:
-            events = [replace(e, labels=labels) for e in events]
-            if not await self._commit(state, events, now):
-                # Keep the old state: the next poll re-detects these transitions, same ids.
-                self._series.update(state, labels)
-                self._set_health(job_id, health, result == "ok", now)
-                return result
-            self.states[job_id] = state
+            # /metrics tells what the API said even while the database cannot keep it.
             self._series.update(state, labels)
-            for event in events:
-                self._metrics.events.labels(event.type).inc()
-                log.debug("transition", type=event.type, event_id=event.id)
-            if events:
-                self._dispatcher.notify()
+            events = [replace(e, labels=labels) for e in events]
+            if await self._commit(state, events, now):
+                self.states[job_id] = state
+                for event in events:
+                    self._metrics.events.labels(event.type).inc()
+                    log.debug("transition", type=event.type, event_id=event.id)
+                if events:
+                    self._dispatcher.notify()
+            # else: keep the old state, so the next poll re-detects these transitions (same ids)
         self._set_health(job_id, health, result == "ok", now)
         if health.last_error is not None and result == "ok":
             log.info("poll_recovered", after=health.last_error)

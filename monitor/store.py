@@ -102,7 +102,11 @@ class Store:
                 if not Path(self.path).is_file():
                     raise StateError(f"no state database at {self.path} (has the daemon run?)")
                 self._db = sqlite3.connect(
-                    f"file:{Path(self.path).resolve()}?mode=ro", uri=True, check_same_thread=False
+                    # as_uri() percent-encodes '#', '?' and '%'; a raw path would let them end
+                    # the path and drop ``mode=ro`` (opening, even creating, another file).
+                    Path(self.path).resolve().as_uri() + "?mode=ro",
+                    uri=True,
+                    check_same_thread=False,
                 )
                 self._check_integrity()
                 self._check_version(exact=True)

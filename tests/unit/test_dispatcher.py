@@ -1,0 +1,390 @@
+"""dispatcher.py with a real Store: positions, refusals, partial deliveries, the outbox limit,
+independent sinks, restart semantics and back-off, as seen in metrics, logs and deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from monitor.diff import JobState
+from monitor.dispatcher import Dispatcher
+from monitor.events import new_event, to_cloudevent
+from monitor.metrics import MonitorMetrics
+from monitor.sinks import CloudEvent, DeliveryError, Rejected
+from monitor.store import Store
+from tests.conftest import SEED_ID
+
+NOW = 1_800_000_000.0
+OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
+DELIVERIES = "modelarts_monitor_event_deliveries_total"
+PENDING = "modelarts_monitor_outbox_pending"
+
+
+def cloud(n: int, job_id: str = SEED_ID) -> dict[str, Any]:
+    event = new_event(
+        "phase_changed",
+        job_id=job_id,
+        job_name="bert-pretrain",
+        key=("Pending", "Running", n),
+        data={"from": "Pending", "to": "Running"},
+        time=NOW + n,
+    )
+    return to_cloudevent(event, "proj")
+
+
+def ids(docs: Sequence[CloudEvent]) -> list[str]:
+    return [d["id"] for d in docs]
+
+
+async def eventually(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll ``condition`` (sync or async) every 10 ms; fail if not true within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+# -- sinks ------------------------------------------------------------------------------------
+
+
+class ListSink:
+    """Takes everything; remembers each batch it was given."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.batches: list[list[CloudEvent]] = []
+        self.received: list[CloudEvent] = []
+        self.attempts = 0
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        self.attempts += 1
+        self.batches.append(list(batch))
+        self.received.extend(batch)
+        return []
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RefusingSink(ListSink):
+    """Refuses for good the events whose ids it is given, takes the others."""
+
+    def __init__(self, name: str, refuse: set[str]) -> None:
+        super().__init__(name)
+        self.refuse = refuse
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        await super().deliver(batch)
+        return [Rejected(e["id"], "HTTP 422: bad event") for e in batch if e["id"] in self.refuse]
+
+
+class PartialSink(ListSink):
+    """On its first delivery takes only the first ``taken`` events, then raises."""
+
+    def __init__(self, name: str, taken: int) -> None:
+        super().__init__(name)
+        self.taken = taken
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        if self.attempts == 0:
+            self.attempts += 1
+            self.batches.append(list(batch))
+            self.received.extend(batch[: self.taken])
+            raise DeliveryError("HTTP 503: busy", taken=self.taken)
+        return await super().deliver(batch)
+
+
+class DownSink(ListSink):
+    """Fails every delivery while ``down``."""
+
+    def __init__(self, name: str, down: bool = True) -> None:
+        super().__init__(name)
+        self.down = down
+        self.failures: list[float] = []
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        if self.down:
+            self.attempts += 1
+            self.failures.append(time.monotonic())
+            raise DeliveryError("ConnectError")
+        return await super().deliver(batch)
+
+
+class HangingSink(ListSink):
+    """Takes ``before`` events normally; the receiver gets the next batch but never answers
+    (the process is then stopped before the dispatcher could record the delivery)."""
+
+    def __init__(self, name: str, before: int) -> None:
+        super().__init__(name)
+        self.before = before
+        self.hanging = False
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        if len(self.received) >= self.before:
+            self.received.extend(batch)
+            self.hanging = True
+            await asyncio.Event().wait()
+        return await super().deliver(batch)
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def metrics() -> MonitorMetrics:
+    return MonitorMetrics()
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[Dispatcher]]:
+    """Dispatchers a test starts; whatever is still running is stopped afterwards."""
+    running: list[Dispatcher] = []
+    yield running
+    for d in running:
+        await asyncio.wait_for(d.stop(0.1), 5)
+
+
+def start(
+    store: Store,
+    sinks: Sequence[Any],
+    started: list[Dispatcher],
+    metrics: MonitorMetrics,
+    **kw: Any,
+) -> Dispatcher:
+    kw.setdefault("max_backoff", 0.05)
+    dispatcher = Dispatcher(store, sinks, metrics=metrics, **kw)
+    dispatcher.start()
+    started.append(dispatcher)
+    return dispatcher
+
+
+async def commit(store: Store, docs: Sequence[dict[str, Any]], job_id: str = SEED_ID) -> None:
+    await store.call(store.commit, JobState(job_id=job_id), list(docs), NOW)
+
+
+def delivered(metrics: MonitorMetrics, sink: str, result: str) -> float | None:
+    return metrics.registry.get_sample_value(DELIVERIES, {"sink": sink, "result": result})
+
+
+def pending_gauge(metrics: MonitorMetrics, sink: str) -> float | None:
+    return metrics.registry.get_sample_value(PENDING, {"sink": sink})
+
+
+def outbox_empty(store: Store, sink: str) -> Callable[[], Awaitable[bool]]:
+    """Condition: ``sink`` has taken (or refused) everything in the outbox."""
+
+    async def check() -> bool:
+        return await store.call(store.outbox_size, sink) == 0
+
+    return check
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+async def test_refused_events_are_passed_counted_logged_and_later_events_still_delivered(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    docs = [cloud(n) for n in range(5)]
+    refused = {docs[1]["id"], docs[3]["id"]}
+    sink = RefusingSink("hook", refused)
+    with capture_logs() as logs:
+        dispatcher = start(store, [sink], started, metrics)
+        await commit(store, docs)
+        dispatcher.notify()
+        await eventually(lambda: len(sink.received) == 5)
+        await eventually(outbox_empty(store, "hook"))
+
+        later = [cloud(n) for n in range(5, 7)]
+        await commit(store, later)
+        dispatcher.notify()
+        await eventually(lambda: len(sink.received) == 7)
+        await eventually(outbox_empty(store, "hook"))
+
+    # The position moved past the refused events: they are never offered again.
+    assert ids(sink.received) == ids(docs + later)
+    assert await store.call(store.pending, "hook") == []
+    assert delivered(metrics, "hook", "rejected") == 2
+    assert delivered(metrics, "hook", "ok") == 5
+    assert delivered(metrics, "hook", "retry") == 0
+    rejections = [e for e in logs if e["event"] == "event_rejected"]
+    assert sorted(e["event_id"] for e in rejections) == sorted(refused)
+    assert all(e["log_level"] == "error" and e["sink"] == "hook" for e in rejections)
+    assert all(e["reason"] == "HTTP 422: bad event" for e in rejections)
+
+
+# -- partial deliveries -----------------------------------------------------------------------
+
+
+async def test_after_a_partial_delivery_only_the_rest_is_retried_and_each_event_arrives_once(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    docs = [cloud(n) for n in range(5)]
+    await commit(store, docs)
+    sink = PartialSink("hook", taken=2)
+
+    start(store, [sink], started, metrics)
+    await eventually(lambda: len(sink.received) == 5)
+    await eventually(outbox_empty(store, "hook"))
+
+    assert ids(sink.received) == ids(docs)  # exactly once each, in order
+    assert [ids(b) for b in sink.batches] == [ids(docs), ids(docs[2:])]
+    assert delivered(metrics, "hook", "ok") == 5
+    assert delivered(metrics, "hook", "retry") == 1
+    assert delivered(metrics, "hook", "rejected") == 0
+
+
+# -- the outbox limit -------------------------------------------------------------------------
+
+
+async def test_a_backlog_over_the_limit_is_reported_once_and_cleared_when_the_sink_drains(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    sink = DownSink("hook")
+    with capture_logs() as logs:
+        dispatcher = start(store, [sink], started, metrics, limit=3)
+        await commit(store, [cloud(n) for n in range(3)])
+        dispatcher.notify()
+        await eventually(lambda: sink.attempts >= 1)
+        await dispatcher.refresh_pending()
+        assert dispatcher.over_limit() == []  # at the limit is not over it
+        assert pending_gauge(metrics, "hook") == 3
+
+        await commit(store, [cloud(n) for n in range(3, 5)])
+        dispatcher.notify()
+        await dispatcher.refresh_pending()
+        assert dispatcher.over_limit() == ["hook"]
+        assert pending_gauge(metrics, "hook") == 5
+        await dispatcher.refresh_pending()  # still over: not logged a second time
+        assert dispatcher.over_limit() == ["hook"]
+
+        sink.down = False
+        await eventually(lambda: len(sink.received) == 5)
+        await eventually(lambda: dispatcher.over_limit() == [])
+    assert pending_gauge(metrics, "hook") == 0
+
+    over = [e for e in logs if e["event"] == "outbox_over_limit"]
+    assert len(over) == 1
+    assert over[0]["log_level"] == "error"
+    assert (over[0]["sink"], over[0]["pending"], over[0]["limit"]) == ("hook", 5, 3)
+    back = [e for e in logs if e["event"] == "outbox_back_under_limit"]
+    assert len(back) == 1
+    assert (back[0]["sink"], back[0]["pending"]) == ("hook", 0)
+
+
+# -- independent sinks ------------------------------------------------------------------------
+
+
+async def test_a_healthy_sink_gets_everything_promptly_while_another_keeps_failing(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    failing, healthy = DownSink("hook"), ListSink("file")
+    dispatcher = start(store, [failing, healthy], started, metrics, limit=3)
+    docs = [cloud(n) for n in range(5)]
+
+    began = time.monotonic()
+    await commit(store, docs)
+    dispatcher.notify()
+    await eventually(lambda: len(healthy.received) == 5, timeout=1.0)
+    assert time.monotonic() - began < 1.0
+    await eventually(lambda: failing.attempts >= 3)
+    await dispatcher.refresh_pending()
+
+    assert ids(healthy.received) == ids(docs)
+    assert failing.received == []
+    assert dispatcher.over_limit() == ["hook"]
+    assert pending_gauge(metrics, "file") == 0
+    assert pending_gauge(metrics, "hook") == 5
+    assert delivered(metrics, "file", "ok") == 5
+    assert delivered(metrics, "file", "retry") == 0
+    assert delivered(metrics, "hook", "ok") == 0
+    assert (delivered(metrics, "hook", "retry") or 0) >= 3
+    # Nothing is dropped for the failing sink while the healthy one moved on.
+    assert await store.call(store.outbox_size) == 5
+
+
+# -- order and restarts -----------------------------------------------------------------------
+
+
+async def test_events_are_delivered_in_commit_order_across_commits_and_jobs(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    sink = ListSink("hook")
+    dispatcher = start(store, [sink], started, metrics, batch_size=2)
+    committed: list[dict[str, Any]] = []
+    for n in range(0, 9, 3):
+        chunk = [cloud(n, SEED_ID), cloud(n + 1, OTHER_ID), cloud(n + 2, SEED_ID)]
+        for doc in chunk:
+            await commit(store, [doc], doc["subject"])
+        committed.extend(chunk)
+        dispatcher.notify()
+    await eventually(lambda: len(sink.received) == 9)
+
+    assert ids(sink.received) == ids(committed)
+    assert all(len(b) <= 2 for b in sink.batches)
+
+
+async def test_after_a_restart_the_rest_is_delivered_and_acked_events_are_not_sent_again(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    docs = [cloud(n) for n in range(6)]
+    first = HangingSink("hook", before=2)
+    dispatcher = start(store, [first], started, metrics, batch_size=2)
+    for pair in (docs[0:2], docs[2:4], docs[4:6]):
+        await commit(store, pair)
+        dispatcher.notify()
+    await eventually(lambda: first.hanging)
+    assert await asyncio.wait_for(dispatcher.stop(0.1), 5) is False  # stopped mid-way
+
+    second = ListSink("hook")
+    start(store, [second], started, MonitorMetrics(), batch_size=2)
+    await eventually(lambda: len(second.received) == 4)
+    await eventually(outbox_empty(store, "hook"))
+
+    # Acked before the stop: never again. Sent but unacked: again (at least once), in order.
+    assert ids(first.received) == ids(docs[:4])
+    assert ids(second.received) == ids(docs[2:])
+    assert await store.call(store.outbox_size) == 0
+
+
+# -- back-off ---------------------------------------------------------------------------------
+
+
+async def test_a_failing_sink_is_retried_several_times_a_second_with_a_small_max_backoff(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    sink = DownSink("hook")
+    with capture_logs() as logs:
+        dispatcher = start(store, [sink], started, metrics, max_backoff=0.05)
+        await commit(store, [cloud(0)])
+        dispatcher.notify()
+        await eventually(lambda: sink.attempts >= 6, timeout=1.0)
+
+    assert sink.failures[5] - sink.failures[0] < 1.0
+    gaps = [b - a for a, b in zip(sink.failures, sink.failures[1:], strict=False)][:5]
+    assert max(gaps) < 0.5
+    retries = [e for e in logs if e["event"] == "sink_delivery_failed"]
+    assert len(retries) >= 5
+    assert all(0 < e["retry_in_seconds"] <= 0.05 for e in retries)
+    assert all(e["sink"] == "hook" and "ConnectError" in e["error"] for e in retries)
+    assert (delivered(metrics, "hook", "retry") or 0) >= 6
