@@ -95,6 +95,19 @@ class ApiSettings(_Model):
     endpoint: str
     project_id: str = ""
     timeout: Duration = 10.0
+    ca_file: str | None = None
+    """A PEM bundle to trust instead of the system's (a corporate TLS-inspecting proxy)."""
+    insecure_skip_verify: bool = False
+    """Turns certificate verification off. For a lab only; logged as a warning at start."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str | None) -> str | None:
+        if not v:  # "" from an unset ${VAR:-}: the system's CAs
+            return None
+        if not Path(v).is_file():
+            raise ValueError(f"{v!r} is not a readable file")
+        return v
 
     @field_validator("endpoint")
     @classmethod
@@ -105,9 +118,23 @@ class ApiSettings(_Model):
 
 
 class AuthSettings(_Model):
-    type: Literal["aksk", "none"] = "aksk"
+    type: Literal["aksk", "token", "none"] = "aksk"
     ak: str = ""
     sk: SecretStr = SecretStr("")
+    # IAM password-scoped token (type: token)
+    iam_endpoint: str | None = None
+    """Default: the api.endpoint's region, e.g. https://iam.cn-north-4.myhuaweicloud.com."""
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    domain: str = ""
+    """The account (domain) name the IAM user belongs to."""
+    refresh_before: Duration = 3600.0
+    """Fetch a new token this long before the current one expires (tokens live 24 h)."""
+
+
+class RetrySettings(_Model):
+    max_backoff: Duration = 300.0
+    """Longest a job waits after repeated transient failures (5xx, timeouts, network)."""
 
 
 class PollSettings(_Model):
@@ -116,6 +143,17 @@ class PollSettings(_Model):
     """Random spread added to each run; defaults to a tenth of the interval."""
     concurrency: int = Field(default=16, ge=1, le=1024)
     """Polls in flight at once; bounds what N slow jobs can hold."""
+    rate_limit: float = Field(default=0.0, ge=0.0)
+    """Requests per second to the API across all jobs; 0 means no limit."""
+    retry: RetrySettings = RetrySettings()
+    terminal_interval: Duration = 300.0
+    """How often a job in Completed, Failed, Terminated or Abnormal is still polled."""
+    terminal_retention: Duration = 86400.0
+    """After this long in a terminal phase a job is no longer polled or exported."""
+    not_found_interval: Duration = 300.0
+    """How often a job the API says is gone is polled, in case it comes back."""
+    not_found_retention: Duration = 3600.0
+    """After this long gone, a job's series leave /metrics (it is still polled)."""
 
 
 class JobSettings(_Model):
@@ -243,11 +281,33 @@ class Settings(_Model):
             problems.append(
                 "auth: type aksk needs ak and sk (or HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK)"
             )
+        if self.auth.type == "token":
+            missing = [
+                k
+                for k, v in (
+                    ("user", self.auth.user),
+                    ("password", self.auth.password.get_secret_value()),
+                    ("domain", self.auth.domain),
+                )
+                if not v
+            ]
+            if missing:
+                problems.append(f"auth: type token needs {', '.join(missing)}")
+            if self.auth.iam_endpoint is None and not _region(self.api.endpoint):
+                problems.append(
+                    "auth.iam_endpoint: required when api.endpoint is not "
+                    "https://modelarts.<region>.myhuaweicloud.com"
+                )
         if not self.api.project_id:
             problems.append("api.project_id: required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def iam_endpoint(self) -> str:
+        if self.auth.iam_endpoint:
+            return self.auth.iam_endpoint.rstrip("/")
+        return f"https://iam.{_region(self.api.endpoint)}.myhuaweicloud.com"
 
     def interval_for(self, job: JobSettings) -> float:
         return job.interval or self.poll.interval
@@ -256,6 +316,11 @@ class Settings(_Model):
         interval = self.interval_for(job)
         jitter = self.poll.jitter if self.poll.jitter is not None else interval / 10
         return min(jitter, interval / 2)
+
+
+def _region(endpoint: str) -> str | None:
+    m = re.match(r"^https://modelarts\.([a-z0-9-]+)\.myhuaweicloud\.com$", endpoint.rstrip("/"))
+    return m.group(1) if m else None
 
 
 def split_listen(listen: str) -> tuple[str, int]:

@@ -312,7 +312,7 @@ def test_a_problem_in_the_log_section_keeps_its_log_prefix() -> None:
         (base(jobs=[{"id": "a", "labels": {"team": 7}}]), "jobs[0].labels.team: "),
         (base(auth={"type": "aksk"}), "auth: type aksk needs ak and sk"),
         (base(auth={"type": "aksk", "ak": "AK"}), "auth: type aksk needs ak and sk"),
-        (base(auth={"type": "token"}), "auth.type: "),
+        (base(auth={"type": "kerberos"}), "auth.type: "),
         (base(api={"endpoint": "https://modelarts.example.com"}), "api.project_id: required"),
         (
             base(poll={"concurrency": 0}),
