@@ -25,7 +25,7 @@ from monitor.errors import StateError
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.auth import AkSkAuth
-from monitor.modelarts.client import ModelArtsClient
+from monitor.modelarts.client import ModelArtsClient, tls_verify
 from monitor.poller import Poller
 from monitor.scheduler import PollScheduler
 from monitor.server import JobRow, create_app
@@ -56,6 +56,7 @@ def build_client(
         auth=build_auth(settings),
         timeout=settings.api.timeout,
         max_connections=settings.poll.concurrency,
+        verify=tls_verify(settings.api.ca_file, settings.api.insecure_skip_verify),
         transport=transport,
     )
 

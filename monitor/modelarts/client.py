@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import ssl
 from typing import Any
 
 import httpx
@@ -43,6 +44,7 @@ class ModelArtsClient:
         auth: httpx.Auth | None = None,
         timeout: float = 10.0,
         max_connections: int = 32,
+        verify: ssl.SSLContext | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.project_id = project_id
@@ -55,6 +57,9 @@ class ModelArtsClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             headers={"Accept": "application/json", "User-Agent": "modelarts-monitor"},
+            verify=verify,
+            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY and SSL_CERT_FILE are honoured, as users expect.
+            trust_env=True,
             transport=transport,
         )
 
@@ -97,6 +102,15 @@ class ModelArtsClient:
                 status=response.status_code,
                 request_id=_request_id(response, {}),
             ) from exc
+
+
+def tls_verify(ca_file: str | None, insecure: bool) -> ssl.SSLContext | bool:
+    """What httpx's ``verify`` should be: the system's CAs, a given bundle, or (lab only) off."""
+    if insecure:
+        return False
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    return True
 
 
 def raise_for_status(response: httpx.Response) -> None:
