@@ -14,12 +14,12 @@ failing ``/readyz``.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 
+from monitor.backoff import backoff_delay
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics
-from monitor.sinks import DeliveryError, Sink
+from monitor.sinks import DeliveryError, Rejected, Sink
 from monitor.store import Store
 
 log = get_logger("monitor.dispatcher")
@@ -120,25 +120,23 @@ class Dispatcher:
                 await wake.wait()
 
     async def _deliver(self, sink: Sink, batch: list[tuple[int, dict[str, object]]]) -> None:
-        counter = self._metrics.deliveries
         try:
             rejected = await sink.deliver([body for _, body in batch]) or []
         except DeliveryError as exc:
             if exc.taken:
-                await self._store.call(
-                    self._store.ack, sink.name, batch[exc.taken - 1][0], self._names
-                )
-                counter.labels(sink.name, "ok").inc(exc.taken)
-            counter.labels(sink.name, "retry").inc()
+                await self._done(sink.name, batch[exc.taken - 1][0], exc.taken, exc.rejected)
+            self._metrics.deliveries.labels(sink.name, "retry").inc()
             raise
+        await self._done(sink.name, batch[-1][0], len(batch), rejected)
+
+    async def _done(self, sink: str, seq: int, count: int, rejected: Sequence[Rejected]) -> None:
+        """Move the sink past ``seq``: ``count`` events, of which ``rejected`` were refused."""
         for refusal in rejected:
-            log.error(
-                "event_rejected", sink=sink.name, event_id=refusal.event_id, reason=refusal.reason
-            )
-        await self._store.call(self._store.ack, sink.name, batch[-1][0], self._names)
-        counter.labels(sink.name, "rejected").inc(len(rejected))
-        counter.labels(sink.name, "ok").inc(len(batch) - len(rejected))
-        self._set_pending(sink.name, await self._store.call(self._store.outbox_size, sink.name))
+            log.error("event_rejected", sink=sink, event_id=refusal.event_id, reason=refusal.reason)
+        await self._store.call(self._store.ack, sink, seq, self._names)
+        self._metrics.deliveries.labels(sink, "rejected").inc(len(rejected))
+        self._metrics.deliveries.labels(sink, "ok").inc(count - len(rejected))
+        self._set_pending(sink, await self._store.call(self._store.outbox_size, sink))
 
     def _set_pending(self, name: str, count: int) -> None:
         self.pending[name] = count
@@ -151,6 +149,4 @@ class Dispatcher:
             log.info("outbox_back_under_limit", sink=name, pending=count, limit=self._limit)
 
     def _backoff(self, failures: int) -> float:
-        """Exponential with full jitter, so many monitors do not retry in lock-step."""
-        ceiling = min(self._max_backoff, 0.5 * 2 ** min(failures, 16))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        return backoff_delay(failures, base=1.0, cap=self._max_backoff)

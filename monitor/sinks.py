@@ -41,11 +41,13 @@ class Rejected:
 
 
 class DeliveryError(Exception):
-    """The sink could not take the batch; the first ``taken`` events did go out."""
+    """The sink could not take the batch; the first ``taken`` events are done with (sent, or
+    in ``rejected``), the rest must be retried."""
 
-    def __init__(self, message: str, *, taken: int = 0) -> None:
+    def __init__(self, message: str, *, taken: int = 0, rejected: Sequence[Rejected] = ()) -> None:
         super().__init__(message)
         self.taken = taken
+        self.rejected = list(rejected)
 
 
 class Sink(Protocol):
@@ -152,9 +154,13 @@ class WebhookSink:
         if self._batch:
             refusal = await self._post(list(batch), "application/cloudevents-batch+json", 0)
             return [Rejected(e["id"], refusal) for e in batch] if refusal else []
-        rejected = []
+        rejected: list[Rejected] = []
         for taken, event in enumerate(batch):
-            refusal = await self._post(event, "application/cloudevents+json", taken)
+            try:
+                refusal = await self._post(event, "application/cloudevents+json", taken)
+            except DeliveryError as exc:
+                exc.rejected = rejected
+                raise
             if refusal:
                 rejected.append(Rejected(event["id"], refusal))
         return rejected

@@ -37,9 +37,9 @@ def status_rows(
         if job_id in extra:
             name += " (not configured)"
         if state is None or snap is None:
-            rows.append(
-                (name, job_id, "never polled", "-", "-", "-", "-", _time(last_success.get(job_id)))
-            )
+            # Gone before the monitor ever saw it: the configured id does not exist.
+            phase = "- (gone)" if state is not None and state.gone else "never polled"
+            rows.append((name, job_id, phase, "-", "-", "-", "-", _time(last_success.get(job_id))))
             continue
         phase = snap.phase or "-"
         if state.gone:

@@ -356,12 +356,6 @@ async def test_the_url_never_appears_in_the_sinks_name_or_repr(
 # -- under the dispatcher ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DeliveryError cannot carry the refusals of the events before it, so a 4xx "
-    "followed by a retryable failure in the same batch is counted 'ok' and never logged as "
-    "event_rejected (monitor/sinks.py WebhookSink.deliver, monitor/dispatcher.py _deliver)",
-)
 async def test_a_refusal_followed_by_a_retryable_failure_is_still_counted_as_rejected(
     receiver: Receiver, make_sink: Callable[..., WebhookSink], tmp_path: Path
 ) -> None:
