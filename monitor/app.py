@@ -26,6 +26,8 @@ from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.auth import AkSkAuth
 from monitor.modelarts.client import ModelArtsClient, tls_verify
+from monitor.modelarts.iam import TokenAuth
+from monitor.modelarts.throttle import Throttle
 from monitor.poller import Poller
 from monitor.scheduler import PollScheduler
 from monitor.server import JobRow, create_app
@@ -38,11 +40,17 @@ HOUSEKEEPING_SECONDS = 5.0
 
 
 def build_auth(settings: Settings) -> httpx.Auth | None:
-    if settings.auth.type == "aksk":
-        return AkSkAuth(
-            settings.auth.ak,
-            settings.auth.sk.get_secret_value(),
+    auth = settings.auth
+    if auth.type == "aksk":
+        return AkSkAuth(auth.ak, auth.sk.get_secret_value(), project_id=settings.api.project_id)
+    if auth.type == "token":
+        return TokenAuth(
+            settings.iam_endpoint(),
+            user=auth.user,
+            password=auth.password.get_secret_value(),
+            domain=auth.domain,
             project_id=settings.api.project_id,
+            refresh_before=auth.refresh_before,
         )
     return None
 
@@ -57,6 +65,7 @@ def build_client(
         timeout=settings.api.timeout,
         max_connections=settings.poll.concurrency,
         verify=tls_verify(settings.api.ca_file, settings.api.insecure_skip_verify),
+        throttle=Throttle(settings.poll.rate_limit, max_pause=settings.poll.retry.max_backoff),
         transport=transport,
     )
 
@@ -99,6 +108,7 @@ class App:
             max_backoff=s.events.max_backoff,
             limit=s.events.outbox_limit,
         )
+        self.scheduler = PollScheduler(self.poller_poll)
         self.poller = Poller(
             client=self.client,
             store=self.store,
@@ -108,18 +118,13 @@ class App:
             project_id=s.api.project_id,
             concurrency=s.poll.concurrency,
             slow_after=s.api.timeout / 2,
+            poll_settings=s.poll,
+            schedule=self._schedule,
             clock=self._clock,
         )
         self.poller.restore(states, last_success)
-        self.scheduler = PollScheduler(self.poller.poll)
         for job in s.jobs:
-            self.poller.watch(job.id, job.labels)
-            self.scheduler.add(
-                job.id,
-                s.interval_for(job),
-                s.jitter_for(job),
-                first_within=min(1.0, s.interval_for(job)),
-            )
+            self.poller.watch(job.id, job.labels, s.interval_for(job))
 
         host, port = split_listen(s.server.listen)
         app = create_app(
@@ -143,6 +148,19 @@ class App:
             restored=len(states),
             listen=f"{host}:{self.port}",
             state=s.state.path,
+        )
+
+    async def poller_poll(self, job_id: str) -> None:
+        await self.poller.poll(job_id)
+
+    def _schedule(self, job_id: str, interval: float | None, initial: bool) -> None:
+        if interval is None:
+            self.scheduler.remove(job_id)
+            return
+        jitter = self.settings.jitter_for_interval(interval)
+        # A first poll comes soon; a changed interval (terminal, gone) starts from now.
+        self.scheduler.add(
+            job_id, interval, jitter, first_within=min(1.0, interval) if initial else interval
         )
 
     def ready(self) -> tuple[bool, str]:

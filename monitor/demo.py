@@ -51,7 +51,13 @@ async def run_demo(
         doc = {
             "api": {"endpoint": f"http://127.0.0.1:{sim_port}", "project_id": PROJECT_ID},
             "auth": {"type": "aksk", "ak": ak, "sk": sk},
-            "poll": {"interval": interval, "jitter": interval / 10},
+            "poll": {
+                "interval": interval,
+                "jitter": interval / 10,
+                # A 36 s story: finished and deleted jobs keep the pace instead of slowing down.
+                "terminal_interval": interval,
+                "not_found_interval": interval,
+            },
             "jobs": [{"id": job_id, "labels": {"team": "demo"}} for job_id in sim.job_ids()],
             "state": {"path": str(Path(tmp) / "state.db")},
             "events": {"sinks": sinks},

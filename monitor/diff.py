@@ -45,6 +45,8 @@ class JobState:
     phase_since: float | None = None
     restarts: Mapping[str, int] = field(default_factory=dict)
     gone: bool = False
+    gone_since: float | None = None
+    """When the API first said the job does not exist (for ``not_found_retention``)."""
 
     @property
     def job_name(self) -> str:
@@ -98,6 +100,7 @@ def _observe_gone(prev: JobState | None, cur: JobGone, now: float) -> tuple[JobS
         phase_since=base.phase_since,
         restarts=base.restarts,
         gone=True,
+        gone_since=now,
     ), [event]
 
 

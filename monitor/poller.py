@@ -19,10 +19,13 @@ from dataclasses import dataclass, replace
 
 import structlog
 
+from monitor.backoff import backoff_delay
+from monitor.config import PollSettings
 from monitor.diff import JobGone, JobState, Observation, observe
 from monitor.dispatcher import Dispatcher
 from monitor.errors import ApiError, JobNotFound, StateError
 from monitor.events import Event, to_cloudevent
+from monitor.lifecycle import plan
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
@@ -30,6 +33,9 @@ from monitor.modelarts.schema import parse_job
 from monitor.store import Store
 
 log = get_logger("monitor.poller")
+Schedule = Callable[[str, float | None, bool], None]
+"""``schedule(job_id, interval or None to stop, initial)``: how the poller asks for a job's
+polls to be (re)scheduled; ``initial`` means the first poll should come soon."""
 
 
 @dataclass(slots=True)
@@ -38,6 +44,9 @@ class JobHealth:
     up: bool = False
     last_success: float | None = None
     last_error: str | None = None
+    failures: int = 0
+    """Consecutive failed polls; each one doubles the wait before the next (capped)."""
+    not_before: float = 0.0
 
 
 class Poller:
@@ -52,6 +61,8 @@ class Poller:
         project_id: str,
         concurrency: int,
         slow_after: float = 5.0,
+        poll_settings: PollSettings | None = None,
+        schedule: Schedule | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -73,6 +84,10 @@ class Poller:
         self.labels: dict[str, Mapping[str, str]] = {}
         self.store_error: str | None = None
         self._succeeded: dict[str, float] = {}
+        self._poll_settings = poll_settings or PollSettings()
+        self._schedule = schedule or (lambda job_id, interval, initial: None)
+        self.intervals: dict[str, float] = {}
+        self._planned: dict[str, float | None] = {}
 
     # -- which jobs ------------------------------------------------------------------------
 
@@ -90,19 +105,55 @@ class Poller:
         taken, self._succeeded = self._succeeded, {}
         return taken
 
-    def watch(self, job_id: str, labels: Mapping[str, str]) -> None:
+    def watch(self, job_id: str, labels: Mapping[str, str], interval: float | None = None) -> bool:
+        """Start (or keep) watching a job, with these labels and this base interval. Returns
+        False for a job retired long ago (terminal past its retention): nothing to do."""
+        interval = interval or self._poll_settings.interval
+        state = self.states.get(job_id)
+        decision = plan(state, self._clock(), interval, self._poll_settings)
+        if decision.interval is None:
+            self.unwatch(job_id)
+            return False
         self.labels[job_id] = dict(labels)
+        self.intervals[job_id] = interval
         health = self.health.setdefault(job_id, JobHealth())
-        # Even a job never seen yet gets series: its up=0 is what tells someone the id is wrong.
-        self._series.update(self.states.get(job_id) or JobState(job_id=job_id), self.labels[job_id])
-        self._series.set_health(job_id, health.up, health.last_success)
+        if decision.export:
+            # Even a job never seen yet gets series: its up=0 tells someone the id is wrong.
+            self._series.update(state or JobState(job_id=job_id), self.labels[job_id])
+            self._series.set_health(job_id, health.up, health.last_success)
         self._metrics.jobs.set(len(self.labels))
+        self._planned[job_id] = decision.interval
+        self._schedule(job_id, decision.interval, True)
+        return True
 
     def unwatch(self, job_id: str) -> None:
+        """Forget a job's series and health (its stored state stays, for ``status``)."""
         self.labels.pop(job_id, None)
         self.health.pop(job_id, None)
+        self.intervals.pop(job_id, None)
+        self._planned.pop(job_id, None)
+        self.slow.discard(job_id)
         self._series.remove(job_id)
         self._metrics.jobs.set(len(self.labels))
+
+    def _replan(self, job_id: str) -> None:
+        """After a poll: slow down, stop exporting or retire the job as its lifecycle says."""
+        if job_id not in self.labels:
+            return
+        decision = plan(
+            self.states.get(job_id), self._clock(), self.intervals[job_id], self._poll_settings
+        )
+        if decision.interval is None:
+            log.info("job_retired", reason="terminal_retention")
+            self.unwatch(job_id)
+            self._schedule(job_id, None, False)
+            return
+        if not decision.export and job_id in self._series:
+            log.info("job_series_dropped", reason="not_found_retention")
+            self._series.remove(job_id)
+        if decision.interval != self._planned.get(job_id):
+            self._planned[job_id] = decision.interval
+            self._schedule(job_id, decision.interval, False)
 
     def ready(self) -> tuple[bool, str]:
         waiting = [j for j in self.labels if not self.health[j].polled]
@@ -116,8 +167,9 @@ class Poller:
 
     async def poll(self, job_id: str) -> None:
         """Poll one job. Never raises: whatever happens is logged and counted."""
-        if job_id not in self.labels:
-            return
+        health = self.health.get(job_id)
+        if health is None or self._clock() < health.not_before:
+            return  # not watched, or backing off after failures
         if job_id in self.slow:
             async with self._slow_lane:
                 await self._poll_in_slot(job_id)
@@ -136,6 +188,7 @@ class Poller:
             self.slow.add(job_id)
         else:
             self.slow.discard(job_id)
+        self._replan(job_id)
 
     async def _poll(self, job_id: str) -> str:
         health = self.health[job_id]
@@ -194,12 +247,21 @@ class Poller:
         health.up = up
         if up:
             health.last_success = now
+            health.failures, health.not_before = 0, 0.0
             self._succeeded[job_id] = now
         self._series.set_health(job_id, up, health.last_success)
 
     def _failed(self, job_id: str, health: JobHealth, result: str, message: str) -> None:
+        now = self._clock()
+        health.failures += 1
+        delay = backoff_delay(
+            health.failures,
+            base=self.intervals.get(job_id, self._poll_settings.interval),
+            cap=self._poll_settings.retry.max_backoff,
+        )
+        health.not_before = now + delay
         error = f"{result}: {message}"
         if health.last_error != error:
-            log.warning("poll_failed", result=result, error=message)
+            log.warning("poll_failed", result=result, error=message, next_poll_in=round(delay, 1))
             health.last_error = error
-        self._set_health(job_id, health, False, self._clock())
+        self._set_health(job_id, health, False, now)

@@ -62,6 +62,7 @@ def state_to_dict(state: JobState) -> dict[str, Any]:
         "phase_since": state.phase_since,
         "restarts": dict(state.restarts),
         "gone": state.gone,
+        "gone_since": state.gone_since,
     }
 
 
@@ -83,6 +84,7 @@ def state_from_dict(doc: Mapping[str, Any]) -> JobState:
         phase_since=doc.get("phase_since"),
         restarts=dict(doc.get("restarts") or {}),
         gone=bool(doc.get("gone")),
+        gone_since=doc.get("gone_since"),
     )
 
 

@@ -132,7 +132,15 @@ def daemon_config(
     doc: dict[str, Any] = {
         "api": {"endpoint": sim_url, "project_id": "test-project", "timeout": "2s"},
         "auth": {"type": "aksk", "ak": TEST_AK, "sk": "${TEST_SK}"},
-        "poll": {"interval": "100ms", "jitter": "10ms", "concurrency": 4},
+        "poll": {
+            "interval": "100ms",
+            "jitter": "10ms",
+            "concurrency": 4,
+            # The scenario moves on a manual clock: finished and deleted jobs keep the pace.
+            "terminal_interval": "100ms",
+            "not_found_interval": "100ms",
+            "retry": {"max_backoff": "1s"},
+        },
         "jobs": [{"id": j, "labels": {"team": "ml"}} for j in job_ids],
         "state": {"path": str(tmp / "state.db")},
         "events": {"sinks": [{"type": "log"}, {"type": "file", "path": str(tmp / "events.jsonl")}]},

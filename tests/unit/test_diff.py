@@ -253,5 +253,5 @@ def test_a_job_that_comes_back_resumes_without_a_second_discovered() -> None:
 
 def test_not_found_for_a_job_never_seen() -> None:
     state, events = observe(None, JobGone("ghost"), 1.0)
-    assert state == JobState(job_id="ghost", gone=True)
+    assert state == JobState(job_id="ghost", gone=True, gone_since=1.0)
     assert [(e.type, e.job_name) for e in events] == [("not_found", "")]

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from monitor.config import PollSettings, RetrySettings
 from monitor.diff import JobState
 from monitor.dispatcher import Dispatcher
 from monitor.errors import StateError
@@ -105,6 +106,10 @@ class Rig:
     clock: Clock
 
     async def poll(self, job_id: str = SEED_ID, *responses: httpx.Response) -> None:
+        """One poll that happens: the clock is moved past any back-off first."""
+        health = self.poller.health.get(job_id)
+        if health is not None:
+            self.clock.now = max(self.clock.now, health.not_before)
         self.script.push(job_id, *responses)
         await self.poller.poll(job_id)
         self.clock.now += 30
@@ -375,3 +380,111 @@ async def test_an_unexpected_exception_in_a_poll_is_counted_logged_and_contained
     failed = events_named(logs, "poll_failed")
     assert len(failed) == 1 and "RuntimeError: boom" in failed[0]["error"]
     assert rig.poller.ready() == (True, "ok")
+
+
+# -- back-off and lifecycle ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def life(tmp_path: Path) -> AsyncIterator[tuple[Rig, list[tuple[str, float | None, bool]]]]:
+    """A rig with explicit lifecycle settings and a record of every (re)scheduling request."""
+    script = Script()
+    client = ModelArtsClient(
+        "https://modelarts.test", "proj", transport=httpx.MockTransport(script.handler)
+    )
+    store = Store(tmp_path / "state.db")
+    sink = ListSink()
+    dispatcher = Dispatcher(store, [sink], max_backoff=0.05)
+    series, metrics, clock = SeriesStore(), MonitorMetrics(), Clock()
+    scheduled: list[tuple[str, float | None, bool]] = []
+    settings = PollSettings(
+        interval=30,
+        terminal_interval=300,
+        terminal_retention=3600,
+        not_found_interval=120,
+        not_found_retention=600,
+        retry=RetrySettings(max_backoff=240),
+    )
+    poller = Poller(
+        client=client,
+        store=store,
+        series=series,
+        metrics=metrics,
+        dispatcher=dispatcher,
+        project_id="proj",
+        concurrency=4,
+        clock=clock,
+        poll_settings=settings,
+        schedule=lambda job, interval, initial: scheduled.append((job, interval, initial)),
+    )
+    dispatcher.start()
+    poller.watch(SEED_ID, LABELS, 30)
+    yield Rig(poller, store, series, metrics, dispatcher, client, sink, script, clock), scheduled
+    await asyncio.wait_for(dispatcher.stop(1), 5)
+    await client.aclose()
+    store.close()
+
+
+async def test_consecutive_failures_space_out_the_polls_up_to_the_cap(life: Any) -> None:
+    rig, _ = life
+    waits = []
+    for _ in range(6):
+        rig.script.push(SEED_ID, httpx.Response(503, text="busy"))
+        await rig.poller.poll(SEED_ID)
+        waits.append(rig.poller.health[SEED_ID].not_before - rig.clock.now)
+        # A poll before the back-off has passed sends nothing.
+        requests = len(rig.script.requests)
+        rig.clock.now = rig.poller.health[SEED_ID].not_before - 1
+        await rig.poller.poll(SEED_ID)
+        assert len(rig.script.requests) == requests
+        rig.clock.now += 1
+    assert waits[1] > 30, "after the second failure the job waits longer than its interval"
+    assert all(w <= 240 for w in waits), "never longer than poll.retry.max_backoff"
+    assert max(waits[3:]) >= 120, "the wait keeps growing towards the cap"
+    rig.script.push(SEED_ID, ok())
+    await rig.poller.poll(SEED_ID)
+    assert rig.poller.health[SEED_ID].failures == 0
+    assert rig.poller.health[SEED_ID].not_before == 0
+
+
+async def test_a_terminal_job_is_polled_slower_then_retired_with_its_series(life: Any) -> None:
+    rig, scheduled = life
+    await rig.poll(SEED_ID, ok(phase="Running"))
+    await rig.poll(SEED_ID, ok(phase="Completed", secondary_phase="Completed"))
+    assert scheduled[-1] == (SEED_ID, 300, False)
+    assert rig.job_lines(), "still exported while within terminal_retention"
+    rig.clock.now += 3600
+    await rig.poll(SEED_ID, ok(phase="Completed", secondary_phase="Completed"))
+    assert scheduled[-1] == (SEED_ID, None, False)
+    assert rig.job_lines() == []
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) is None
+    assert rig.sample("modelarts_monitor_jobs") == 0
+    assert rig.poller.ready() == (True, "ok"), "a retired job does not hold readiness"
+
+
+async def test_a_retired_job_stays_retired_after_a_restart(life: Any) -> None:
+    rig, _ = life
+    await rig.poll(SEED_ID, ok(phase="Failed", secondary_phase="Failed"))
+    rig.clock.now += 7200
+    assert rig.poller.watch(SEED_ID, LABELS, 30) is False
+    assert rig.job_lines() == []
+
+
+async def test_a_gone_job_is_polled_slower_dropped_after_retention_and_resumes(life: Any) -> None:
+    rig, scheduled = life
+    await rig.poll(SEED_ID, ok(phase="Running"))
+    await rig.poll(SEED_ID, not_found())
+    assert scheduled[-1] == (SEED_ID, 120, False)
+    assert rig.job_lines(), "the last known state stays exported within not_found_retention"
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+    rig.clock.now += 600
+    await rig.poll(SEED_ID, not_found())
+    assert rig.job_lines() == []
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) is None
+    await rig.poll(SEED_ID, ok(phase="Running"))
+    assert scheduled[-1] == (SEED_ID, 30, False)
+    assert rig.job_lines()
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
+    await wait_for(
+        lambda: [e["type"] for e in rig.sink.received].count("modelarts.job.not_found") == 1
+    )
