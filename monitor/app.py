@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 import httpx
 from aiohttp import web
 
-from monitor.config import Settings, split_listen
+from monitor.config import Settings, load_settings, split_listen
 from monitor.dispatcher import Dispatcher
-from monitor.errors import StateError
+from monitor.errors import ConfigError, StateError
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.auth import AkSkAuth
@@ -35,6 +35,8 @@ from monitor.sinks import Sink, build_sinks
 from monitor.store import Store
 
 log = get_logger("monitor.app")
+RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log")
+"""Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""
 
@@ -78,8 +80,11 @@ class App:
         sinks: Sequence[Sink] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
     ) -> None:
         self.settings = settings
+        self._config_path = config_path
+        self._reloads: set[asyncio.Task[bool]] = set()
         self._sinks = list(sinks) if sinks is not None else None
         self._transport = transport
         self._clock = clock
@@ -217,13 +222,51 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         try:
             await self._stopped.wait()
             log.info("stopping", grace_seconds=grace)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await self.stop(grace)
+
+    def _reload_soon(self) -> None:
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). Jobs, their labels and intervals, and the poll
+        rules apply at once; an invalid file is logged and the running config stays."""
+        if self._config_path is None:
+            log.warning("reload_ignored", reason="no config file")
+            return False
+        try:
+            new = await asyncio.to_thread(load_settings, self._config_path)
+        except ConfigError as exc:
+            log.error("reload_failed", problems=exc.problems, note="the running config stays")
+            return False
+        old = self.settings
+        static = [k for k in RESTART_SECTIONS if getattr(new, k) != getattr(old, k)]
+        if static:
+            log.warning("reload_needs_restart", sections=static, note="not applied until restart")
+        self.settings = old.model_copy(update={"jobs": new.jobs, "poll": new.poll})
+        self.poller.configure(new.poll)
+        before = {j.id: j for j in old.jobs}
+        after = {j.id: j for j in new.jobs}
+        for job_id in before.keys() - after.keys():
+            self.scheduler.remove(job_id)
+            self.poller.unwatch(job_id)
+        for job in new.jobs:
+            self.poller.watch(job.id, job.labels, self.settings.interval_for(job))
+        log.info(
+            "reloaded",
+            added=sorted(after.keys() - before.keys()),
+            removed=sorted(before.keys() - after.keys()),
+            changed=sorted(j for j in after.keys() & before.keys() if after[j] != before[j]),
+        )
+        return True
 
     async def stop(self, grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace

@@ -98,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SIMULATOR_AK"),
         help="require AK/SK signatures with this access key (SK from $SIMULATOR_SK)",
     )
+    sim.add_argument(
+        "--iam-user",
+        metavar="NAME",
+        help="issue IAM tokens to this user (password from $SIMULATOR_IAM_PASSWORD)",
+    )
+    sim.add_argument("--iam-domain", metavar="DOMAIN", help="the account of --iam-user")
+    sim.add_argument(
+        "--token-ttl",
+        type=_positive,
+        metavar="SECONDS",
+        help="lifetime of issued IAM tokens (default: the scenario's, else 86400)",
+    )
+    sim.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    sim.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     return parser
 
 
@@ -161,7 +175,7 @@ def _run(path: str) -> int:
 
     settings = _settings(path)
     try:
-        asyncio.run(App(settings).run())
+        asyncio.run(App(settings, config_path=path).run())
     except OSError as exc:
         print(f"cannot listen on {settings.server.listen}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -237,14 +251,44 @@ def _simulate(args: argparse.Namespace) -> int:
         if not sk:
             raise ConfigError("--ak needs the secret key in the environment variable SIMULATOR_SK")
         credentials = {args.ak: sk}
+    iam_users = []
+    if args.iam_user or args.iam_domain:
+        if not (args.iam_user and args.iam_domain):
+            raise ConfigError("--iam-user and --iam-domain go together")
+        password = os.environ.get("SIMULATOR_IAM_PASSWORD")
+        if not password:
+            raise ConfigError(
+                "--iam-user needs the password in the environment variable SIMULATOR_IAM_PASSWORD"
+            )
+        iam_users.append((args.iam_user, password, args.iam_domain))
+    ssl_context = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        except OSError as exc:  # ssl.SSLError included
+            raise ConfigError(
+                f"--tls-cert/--tls-key: cannot load {args.tls_cert} and {args.tls_key}: "
+                f"{exc.strerror or exc}"
+            ) from None
     host, port = split_listen(args.listen)
 
     async def serve() -> None:
         sim = Simulator(
-            scenario, speed=args.speed, manual_clock=args.manual_clock, credentials=credentials
+            scenario,
+            speed=args.speed,
+            manual_clock=args.manual_clock,
+            credentials=credentials,
+            iam_users=iam_users,
+            token_ttl=args.token_ttl,
         )
-        runner, bound = await start(sim, host, port)
-        print(f"simulator listening on http://{host}:{bound}", flush=True)
+        runner, bound = await start(sim, host, port, ssl_context=ssl_context)
+        scheme = "https" if ssl_context is not None else "http"
+        print(f"simulator listening on {scheme}://{host}:{bound}", flush=True)
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         import signal

@@ -100,6 +100,11 @@ class Poller:
         for job_id, ts in (last_success or {}).items():
             self.health.setdefault(job_id, JobHealth()).last_success = ts
 
+    def configure(self, poll_settings: PollSettings) -> None:
+        """New intervals, retention and back-off rules (a reload); applied at each job's next
+        poll, or at once by ``watch``."""
+        self._poll_settings = poll_settings
+
     def take_successes(self) -> dict[str, float]:
         """Successful polls since the last call, for the store's batched write."""
         taken, self._succeeded = self._succeeded, {}
@@ -206,10 +211,12 @@ class Poller:
             self._failed(job_id, health, "invalid_response", f"{type(exc).__name__}: {exc}")
             return "invalid_response"
 
+        if job_id not in self.labels:
+            return result  # unwatched (reload) while the request was in flight
         now = self._clock()
         prev = self.states.get(job_id)
         state, events = observe(prev, observation, now)
-        labels = self.labels.get(job_id, {})
+        labels = self.labels[job_id]
         if state != prev or events:
             # /metrics tells what the API said even while the database cannot keep it.
             self._series.update(state, labels)
