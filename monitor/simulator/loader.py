@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
 
 import yaml
 
+from monitor.simulator.checks import Checker, ScenarioError
+from monitor.simulator.faults import parse_faults
+from monitor.simulator.iam import parse_iam
 from monitor.simulator.scenario import (
     DEFAULT_ENGINE,
     DEFAULT_FLAVOR,
@@ -32,7 +33,7 @@ __all__ = ["ScenarioError", "builtin_scenario", "load_scenario", "parse_scenario
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-_TOP_KEYS = ("speed", "jobs")
+_TOP_KEYS = ("speed", "jobs", "faults", "iam")
 _JOB_KEYS = (
     "id",
     "name",
@@ -47,16 +48,6 @@ _JOB_KEYS = (
     "timeline",
 )
 _STEP_KEYS = ("at", "phase", "secondary_phase", "nodes", "run", "end_run", "task_statuses", "gone")
-
-
-class ScenarioError(ValueError):
-    """The scenario is unusable; ``problems`` holds one line per problem, each naming its key."""
-
-    def __init__(self, problems: list[str] | str, source: str | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        self.source = source
-        text = "; ".join(self.problems)
-        super().__init__(f"{source}: {text}" if source else text)
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -94,7 +85,7 @@ def _parse_text(text: str, source: str) -> Scenario:
 
 def parse_scenario(data: object, source: str | None = None) -> Scenario:
     """Validate decoded YAML/JSON into a ``Scenario``; every problem is reported, not the first."""
-    c = _Checker()
+    c = Checker()
     top = c.mapping(data, "", _TOP_KEYS, required=("jobs",))
     if top is None:
         raise ScenarioError(c.problems, source)
@@ -112,12 +103,14 @@ def parse_scenario(data: object, source: str | None = None) -> Scenario:
             c.fail(f"jobs[{i}].id", f"duplicate of jobs[{seen[job.id]}].id ({job.id!r})")
         seen.setdefault(job.id, i)
         jobs.append(job)
+    faults = parse_faults(c, top["faults"], "faults") if "faults" in top else None
+    iam = parse_iam(c, top["iam"], "iam") if "iam" in top else None
     if c.problems:
         raise ScenarioError(c.problems, source)
-    return Scenario(jobs=tuple(jobs), speed=speed)
+    return Scenario(jobs=tuple(jobs), speed=speed, faults=faults, iam=iam)
 
 
-def _parse_job(c: _Checker, raw: object, path: str) -> JobSpec | None:
+def _parse_job(c: Checker, raw: object, path: str) -> JobSpec | None:
     m = c.mapping(raw, path, _JOB_KEYS, required=("id", "name", "timeline"))
     if m is None:
         return None
@@ -174,7 +167,7 @@ def _parse_job(c: _Checker, raw: object, path: str) -> JobSpec | None:
     )
 
 
-def _parse_timeline(c: _Checker, raw: object, path: str) -> list[Step]:
+def _parse_timeline(c: Checker, raw: object, path: str) -> list[Step]:
     items = c.sequence(raw, path)
     if items is None:
         return []
@@ -208,7 +201,7 @@ def _parse_timeline(c: _Checker, raw: object, path: str) -> list[Step]:
     return steps
 
 
-def _parse_step(c: _Checker, raw: object, path: str) -> Step | None:
+def _parse_step(c: Checker, raw: object, path: str) -> Step | None:
     m = c.mapping(raw, path, _STEP_KEYS, required=("at",))
     if m is None:
         return None
@@ -241,7 +234,7 @@ def _parse_step(c: _Checker, raw: object, path: str) -> Step | None:
     return Step(at, phase, secondary, nodes, run, end_run, task_statuses, gone)
 
 
-def _parse_task_status(c: _Checker, raw: object, path: str) -> TaskStatus | None:
+def _parse_task_status(c: Checker, raw: object, path: str) -> TaskStatus | None:
     m = c.mapping(raw, path, ("task", "exit_code", "message"), required=("task",))
     if m is None:
         return None
@@ -250,99 +243,3 @@ def _parse_task_status(c: _Checker, raw: object, path: str) -> TaskStatus | None
         exit_code=c.get(m, "exit_code", path, c.integer, default=None),
         message=c.get(m, "message", path, c.string, default=None),
     )
-
-
-T = TypeVar("T")
-D = TypeVar("D")
-
-
-class _Checker:
-    """Collects problems as ``path: message`` lines while turning raw values into typed ones."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append(f"{path or '(top level)'}: {message}")
-
-    def get(
-        self,
-        m: Mapping[str, Any],
-        key: str,
-        path: str,
-        convert: Callable[..., T | None],
-        *,
-        default: D,
-        **kw: Any,
-    ) -> T | D:
-        """``m[key]`` converted, or ``default`` when absent or wrong (the problem is recorded)."""
-        if key not in m:
-            return default
-        value = convert(m[key], f"{path}.{key}" if path else key, **kw)
-        return default if value is None else value
-
-    def mapping(
-        self,
-        value: object,
-        path: str,
-        allowed: tuple[str, ...],
-        required: tuple[str, ...] | None,
-    ) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.fail(path, f"expected a mapping, got {_describe(value)}")
-            return None
-        prefix = f"{path}." if path else ""
-        for key in value:
-            if key not in allowed:
-                self.fail(f"{prefix}{key}", f"unknown key (allowed: {', '.join(allowed)})")
-        for key in required or ():
-            if key not in value:
-                self.fail(f"{prefix}{key}", "required")
-        return value
-
-    def sequence(self, value: object, path: str) -> list[Any] | None:
-        if not isinstance(value, list):
-            self.fail(path, f"expected a list, got {_describe(value)}")
-            return None
-        return value
-
-    def string(self, value: object, path: str) -> str | None:
-        if isinstance(value, str):
-            return value
-        hint = " (quote it in YAML)" if isinstance(value, int | float) else ""
-        self.fail(path, f"expected a string, got {_describe(value)}{hint}")
-        return None
-
-    def integer(self, value: object, path: str, minimum: int | None = None) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"expected an integer, got {_describe(value)}")
-            return None
-        if minimum is not None and value < minimum:
-            self.fail(path, f"expected an integer >= {minimum}, got {value}")
-            return None
-        return value
-
-    def number(self, value: object, path: str, positive: bool = False) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            self.fail(path, f"expected a number, got {_describe(value)}")
-            return None
-        if math.isinf(value) or value < 0 or (positive and value == 0):
-            self.fail(
-                path, f"expected a finite number {'> 0' if positive else '>= 0'}, got {value}"
-            )
-            return None
-        return float(value)
-
-    def boolean(self, value: object, path: str) -> bool | None:
-        if not isinstance(value, bool):
-            self.fail(path, f"expected true or false, got {_describe(value)}")
-            return None
-        return value
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, str | int | float | bool):
-        return repr(value)
-    return type(value).__name__

@@ -41,6 +41,16 @@ Scenario file format (YAML)::
             task_statuses: [{task: worker-0, exit_code: 137, message: OOMKilled}]
           - at: 40
             gone: true             # deleted: the API answers 400 ModelArts.2775 from now on
+    faults:                        # optional: fault injection, on job-detail requests only
+      rate: 0.3                    # required: probability that a request gets a fault, 0..1
+      kinds: [server_error, rate_limited, gateway_html, truncated, wrong_types, reset, slow]
+                                   # default: all (each symptom: ``faults.py``)
+      retry_after: 1               # Retry-After seconds of rate_limited (default 1; null: none)
+      slow_seconds: 5              # wall seconds a `slow` fault waits, then answers correctly
+      seed: 7                      # which requests fail and how is then deterministic
+    iam:                           # optional: POST /v3/auth/tokens issues X-Auth-Token tokens
+      users: [{name: alice, password: secret, domain: my-account}]   # all three required
+      token_ttl: 86400             # seconds a token lives, by the wall clock (default 24 h)
 
 Semantics. State accumulates: a step sets only what it names, and a step with nothing but ``at``
 changes nothing (handy to mark the end of a scenario). ``run.start_type`` defaults to
@@ -48,6 +58,9 @@ changes nothing (handy to mark the end of a scenario). ``run.start_type`` defaul
 absent. Opening a run while one is open, closing one when none is, a first step without a
 phase, and steps after ``gone`` are errors. Unknown keys are errors, and every error names its
 key path (``jobs[1].timeline[2].nodes: expected an integer, got 'four'``).
+
+With ``iam`` users, a job request may carry a valid ``X-Auth-Token`` instead of (or, with AK/SK
+credentials configured too, as well as) a signature; ``faults`` never touch IAM or ``/_sim``.
 
 Time mapping, with ``now = epoch + at`` for the step at ``at``:
 
@@ -68,6 +81,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor.modelarts.schema import TERMINAL_PHASES
+from monitor.simulator.faults import FaultConfig
+from monitor.simulator.iam import IamConfig
 
 __all__ = [
     "Engine",
@@ -318,6 +333,8 @@ def _record(r: Record, sec: Callable[[float], int]) -> dict[str, Any]:
 class Scenario:
     jobs: tuple[JobSpec, ...]
     speed: float = 1.0
+    faults: FaultConfig | None = None
+    iam: IamConfig | None = None
     _index: dict[str, JobSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

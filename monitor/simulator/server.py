@@ -15,31 +15,58 @@ so that nothing waits on wall time. Endpoints:
   ``ModelArts.2775`` for an unknown, not-yet-created or deleted job; any project id is accepted.
   With ``credentials`` set, every ``/v2/`` request must be AK/SK-signed, else 401 ``APIG.0301``.
   Every response carries an ``X-Request-Id``.
-* ``GET /_sim/state``: ``{"time", "end_time", "finished", "requests"}``.
+  With IAM users configured, a valid ``X-Auth-Token`` is accepted too (AK/SK still is, when
+  credentials are set); a missing, unknown, expired or revoked token gets 401 ``APIG.0301``.
+  With fault injection, the answer may be a fault instead (``faults.py``).
+* ``POST /v3/auth/tokens``: IAM password authentication (``iam.py``); 201 + ``X-Subject-Token``.
+* ``GET /_sim/state``: ``{"time", "end_time", "finished", "requests"}``, plus
+  ``"ok_requests"`` (per job: fault-free answers) and ``"faults"`` (per kind) when fault
+  injection is configured, and ``"tokens_issued"`` when IAM is.
 * ``POST /_sim/advance`` with ``{"seconds": n}`` or ``{"to": t}``: moves scenario time, answers
-  the new state. Admin endpoints are never signed.
+  the new state.
+* ``GET /_sim/faults``, ``POST /_sim/faults`` with any subset of the scenario's ``faults`` block
+  (``{"rate": 0}`` turns faults off): the fault configuration, changed from the next request.
+* ``POST /_sim/revoke``: revokes every issued token. ``GET /_sim/tokens``: ``{"tokens": [...]}``,
+  every token ever issued, so that tests can check that none leaked into a log.
+
+Admin endpoints are never authenticated. Neither tokens, passwords nor SKs are logged or put
+in an error body by the simulator.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import math
+import socket
+import ssl
+import struct
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 from aiohttp.log import access_logger
 from aiohttp.typedefs import Handler
 
+from monitor.simulator.admin import admin_routes, json_response
+from monitor.simulator.faults import FaultConfig, FaultInjector, fault_config
+from monitor.simulator.iam import (
+    TOKEN_TTL,
+    WRONG_CREDENTIALS,
+    IamUser,
+    TokenIssuer,
+    iam_error,
+    parse_auth_request,
+)
 from monitor.simulator.scenario import Scenario
 
 __all__ = ["SIMULATOR", "Simulator", "make_app", "start", "stop"]
 
 NOT_FOUND_CODE = "ModelArts.2775"
 AUTH_FAILED_CODE = "APIG.0301"
+TOKEN_PROBLEM = "x-auth-token invalid or expired"  # noqa: S105 -- a message
 
 
 class Simulator:
@@ -54,9 +81,17 @@ class Simulator:
         credentials: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        faults: FaultConfig | Mapping[str, Any] | None = None,
+        iam_users: Iterable[tuple[str, str, str]] = (),
+        token_ttl: float | None = None,
     ) -> None:
+        """``faults`` replaces the scenario's block (a mapping is validated like it);
+        ``iam_users`` (name, password, domain) add to the scenario's users, and ``token_ttl``
+        overrides its TTL. ``wall_clock`` dates the documents and expires the tokens."""
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
+        if token_ttl is not None and not (math.isfinite(token_ttl) and token_ttl > 0):
+            raise ValueError(f"token_ttl must be a finite number > 0, got {token_ttl!r}")
         self.scenario = scenario
         self.speed = scenario.speed if speed is None else speed
         self.manual_clock = manual_clock
@@ -70,6 +105,19 @@ class Simulator:
         """Unix time that scenario time 0 stands for; every timestamp in a document hangs on it."""
         self.requests: dict[str, int] = {}
         """Job-detail requests per requested job id (400s included, rejected signatures not)."""
+        self.ok_requests: dict[str, int] = {}
+        """Of those, the ones answered correctly and without a fault (200 or 400 ModelArts.2775)."""
+        if faults is None:
+            faults = scenario.faults
+        elif not isinstance(faults, FaultConfig):
+            faults = fault_config(faults)
+        self.faults = FaultInjector(faults) if faults is not None else None
+        """``None`` until fault injection is configured (scenario, argument or ``/_sim/faults``)."""
+        scenario_iam = scenario.iam
+        users = [*(scenario_iam.users if scenario_iam else ()), *(IamUser(*u) for u in iam_users)]
+        ttl = token_ttl or (scenario_iam.token_ttl if scenario_iam else TOKEN_TTL)
+        self.iam = TokenIssuer(users, ttl, wall_clock) if users else None
+        """``None`` when no IAM user is configured: tokens are then never issued nor accepted."""
 
     def now(self) -> float:
         """Current scenario time in seconds."""
@@ -106,14 +154,31 @@ class Simulator:
         job = self.scenario.job(job_id)
         return None if job is None else job.document(self.now(), self.epoch)
 
+    def configure_faults(self, update: Mapping[str, Any]) -> FaultConfig:
+        """Change any subset of the fault configuration (``ScenarioError`` if invalid); a
+        ``seed`` key restarts the generator."""
+        base = self.faults.config if self.faults is not None else FaultConfig()
+        config = fault_config(update, base)
+        if self.faults is None:
+            self.faults = FaultInjector(config)
+        else:
+            self.faults.reconfigure(config, reseed="seed" in update)
+        return config
+
     def state(self) -> dict[str, Any]:
         """What ``GET /_sim/state`` answers."""
-        return {
+        state: dict[str, Any] = {
             "time": self.now(),
             "end_time": self.end_time(),
             "finished": self.finished(),
             "requests": dict(self.requests),
         }
+        if self.faults is not None:
+            state["ok_requests"] = dict(self.ok_requests)
+            state["faults"] = dict(self.faults.counts)
+        if self.iam is not None:
+            state["tokens_issued"] = len(self.iam.issued())
+        return state
 
     def app(self) -> web.Application:
         return make_app(self)
@@ -127,21 +192,27 @@ def make_app(sim: Simulator) -> web.Application:
     app = web.Application(middlewares=[_request_id_and_auth])
     app[SIMULATOR] = sim
     app.router.add_get("/v2/{project_id}/training-jobs/{training_job_id}", _job_detail)
-    app.router.add_get("/_sim/state", _state)
-    app.router.add_post("/_sim/advance", _advance)
+    app.router.add_post("/v3/auth/tokens", _issue_token)
+    app.add_routes(admin_routes(sim))
     return app
 
 
 async def start(
-    sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False
+    sim: Simulator,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    access_log: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve ``sim`` on ``host:port`` (0 picks a free port); returns the runner and the port."""
+    """Serve ``sim`` on ``host:port`` (0 picks a free port), over HTTPS with ``ssl_context``;
+    returns the runner and the port."""
     runner = web.AppRunner(
         sim.app(), access_log=access_logger if access_log else None, shutdown_timeout=2.0
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         bound = runner.addresses[0][1]
     except BaseException:
         await runner.cleanup()
@@ -159,15 +230,15 @@ async def _request_id_and_auth(request: web.Request, handler: Handler) -> web.St
     request_id = uuid.uuid4().hex
     sim = request.app[SIMULATOR]
     try:
-        if sim.credentials is not None and request.path.startswith("/v2/"):
-            reason = await _signature_problem(request, sim.credentials)
+        if request.path.startswith("/v2/"):
+            reason = await _auth_problem(request, sim)
             if reason is not None:
                 body = {
                     "error_code": AUTH_FAILED_CODE,
                     "error_msg": f"Incorrect IAM authentication information: {reason}",
                     "request_id": request_id,
                 }
-                response: web.StreamResponse = _json(401, body)
+                response: web.StreamResponse = json_response(401, body)
             else:
                 response = await handler(request)
         else:
@@ -177,6 +248,18 @@ async def _request_id_and_auth(request: web.Request, handler: Handler) -> web.St
         raise
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+async def _auth_problem(request: web.Request, sim: Simulator) -> str | None:
+    """Why a ``/v2/`` request is not authenticated, or ``None`` if it is (or needs not be).
+    A request carrying a token is judged by it; without one, by its AK/SK signature."""
+    if sim.iam is not None:
+        token = request.headers.get("X-Auth-Token")
+        if token is not None or sim.credentials is None:
+            return None if token and sim.iam.valid(token) else TOKEN_PROBLEM
+    if sim.credentials is not None:
+        return await _signature_problem(request, sim.credentials)
+    return None
 
 
 async def _signature_problem(request: web.Request, credentials: Mapping[str, str]) -> str | None:
@@ -190,48 +273,64 @@ async def _signature_problem(request: web.Request, credentials: Mapping[str, str
     return verify(request.method, url, request.headers, body, credentials.get, time.time())
 
 
-async def _job_detail(request: web.Request) -> web.Response:
+async def _job_detail(request: web.Request) -> web.StreamResponse:
     sim = request.app[SIMULATOR]
     job_id = request.match_info["training_job_id"]
     sim.requests[job_id] = sim.requests.get(job_id, 0) + 1
+    injector = sim.faults
+    fault = injector.draw() if injector is not None else None
     job = sim.scenario.job(job_id)
     if job is not None and job.latency > 0:
         await asyncio.sleep(job.latency)
+    if fault == "slow" and injector is not None:
+        await asyncio.sleep(injector.config.slow_seconds)
     doc = sim.document(job_id)
-    if doc is None:
-        return _json(
-            400,
-            {"error_code": NOT_FOUND_CODE, "error_msg": f"Training job not found: {job_id}"},
-        )
-    return _json(200, doc)
+    status, body = (200, doc) if doc is not None else (400, _not_found(job_id))
+    if fault is None or injector is None:
+        sim.ok_requests[job_id] = sim.ok_requests.get(job_id, 0) + 1
+        return json_response(status, body)
+    if fault == "slow":
+        return json_response(status, body)
+    answer = injector.answer(fault, status, body)
+    if answer.reset:
+        _reset(request)
+        # Nothing is sent: writing to the aborted transport fails and aiohttp drops it quietly.
+        return web.Response(status=500)
+    return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
 
-async def _state(request: web.Request) -> web.Response:
-    return _json(200, request.app[SIMULATOR].state())
+def _not_found(job_id: str) -> dict[str, Any]:
+    return {"error_code": NOT_FOUND_CODE, "error_msg": f"Training job not found: {job_id}"}
 
 
-async def _advance(request: web.Request) -> web.Response:
+def _reset(request: web.Request) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), as a crashing gateway does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+async def _issue_token(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     try:
         body = await request.json()
     except ValueError:
-        return _json(400, {"error": 'expected a JSON body {"seconds": n} or {"to": t}'})
-    if not isinstance(body, dict) or len(body) != 1 or not ({"seconds", "to"} & body.keys()):
-        return _json(400, {"error": 'expected exactly one of {"seconds": n} or {"to": t}'})
-    ((key, value),) = body.items()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return _json(400, {"error": f"{key}: expected a number, got {value!r}"})
-    try:
-        if key == "seconds":
-            sim.advance(float(value))
-        else:
-            sim.set_time(float(value))
-    except ValueError as exc:
-        return _json(400, {"error": f"{key}: {exc}"})
-    return _json(200, sim.state())
-
-
-def _json(status: int, data: Mapping[str, Any]) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(data).encode(), content_type="application/json"
-    )
+        return json_response(
+            400, iam_error(400, "Bad Request", "The request body is not valid JSON.")
+        )
+    auth = parse_auth_request(body)
+    if isinstance(auth, str):
+        return json_response(
+            400, iam_error(400, "Bad Request", f"Invalid input for field '{auth}'.")
+        )
+    if sim.iam is None or not sim.iam.authenticate(auth):
+        return json_response(401, iam_error(401, "Unauthorized", WRONG_CREDENTIALS))
+    token, doc = sim.iam.issue(auth)
+    response = json_response(201, doc)
+    response.headers["X-Subject-Token"] = token
+    return response
