@@ -25,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 TEST_AK = "TESTAK0123456789"
 TEST_SK = "test-secret-key-never-logged-9f8e7d"
+TEST_USER, TEST_DOMAIN = "monitor-bot", "acme"
+TEST_PASSWORD = "iam-password-never-logged-4c3b2a"
 
 
 def free_port() -> int:
@@ -82,7 +84,9 @@ class Proc:
 
 
 class SimulatorProc(Proc):
-    def __init__(self, scenario: Path, tmp: Path, *, signed: bool = True) -> None:
+    def __init__(
+        self, scenario: Path, tmp: Path, *, signed: bool = True, iam: bool = False
+    ) -> None:
         self.port = free_port()
         args = command(
             "simulate",
@@ -96,6 +100,9 @@ class SimulatorProc(Proc):
         if signed:
             args += ["--ak", TEST_AK]
             env["SIMULATOR_SK"] = TEST_SK
+        if iam:
+            args += ["--iam-user", TEST_USER, "--iam-domain", TEST_DOMAIN]
+            env["SIMULATOR_IAM_PASSWORD"] = TEST_PASSWORD
         super().__init__(args, tmp / f"simulator-{self.port}.log", env)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_until(self._up, what=f"simulator on {self.url}\n{self.output()}")
@@ -113,17 +120,26 @@ class SimulatorProc(Proc):
     def set_time(self, t: float) -> None:
         httpx.post(f"{self.url}/_sim/advance", json={"to": t}, timeout=5).raise_for_status()
 
-    def wait_polled(self, job_ids: list[str], times: int = 2, timeout: float = 20.0) -> None:
+    def wait_polled(
+        self, job_ids: list[str], times: int = 2, timeout: float = 20.0, counter: str = "requests"
+    ) -> None:
         """Wait until each job was fetched ``times`` more times: the first of them is then
-        fully processed, because a job's next poll starts only after its previous one ended."""
-        base = self.state()["requests"]
+        fully processed, because a job's next poll starts only after its previous one ended.
+        With faults on, count ``ok_requests`` (clean answers) instead."""
+        base = self.state().get(counter, {})
         wait_until(
             lambda: all(
-                self.state()["requests"].get(j, 0) >= base.get(j, 0) + times for j in job_ids
+                self.state().get(counter, {}).get(j, 0) >= base.get(j, 0) + times for j in job_ids
             ),
             timeout,
-            f"{times} polls of {job_ids}",
+            f"{times} {counter} of {job_ids}",
         )
+
+    def faults(self, **block: object) -> None:
+        httpx.post(f"{self.url}/_sim/faults", json=block, timeout=5).raise_for_status()
+
+    def tokens(self) -> list[str]:
+        return httpx.get(f"{self.url}/_sim/tokens", timeout=5).json()["tokens"]  # type: ignore[no-any-return]
 
 
 def daemon_config(
@@ -155,7 +171,8 @@ def daemon_config(
 
 class DaemonProc(Proc):
     def __init__(self, config: Path, port: int, log: Path) -> None:
-        super().__init__(command("run", "--config", str(config)), log, {"TEST_SK": TEST_SK})
+        env = {"TEST_SK": TEST_SK, "TEST_PASSWORD": TEST_PASSWORD}
+        super().__init__(command("run", "--config", str(config)), log, env)
         self.url = f"http://127.0.0.1:{port}"
         wait_until(self._up, what=f"daemon on {self.url}")
 
