@@ -360,6 +360,17 @@ class MonitorMetrics:
             registry=self.registry,
         )
         self.jobs = Gauge("modelarts_monitor_jobs", "Jobs being monitored.", registry=self.registry)
+        self.shard_ordinal = Gauge(
+            "modelarts_monitor_shard_ordinal",
+            "This instance's shard: it watches the jobs whose job_id hashes to it.",
+            registry=self.registry,
+        )
+        self.total_shards = Gauge(
+            "modelarts_monitor_total_shards",
+            "How many shards the jobs are split into (1: no sharding).",
+            registry=self.registry,
+        )
+        self.total_shards.set(1)
         self.build_info = Gauge(
             "modelarts_monitor_build_info",
             "Version of the monitor, value 1.",

@@ -241,3 +241,19 @@ class WebhookReceiver:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def require(binary: str) -> str:
+    """A program the test needs: CI installs it (``.ci/run``), so there it must exist; on a
+    developer machine without it the test is skipped, saying what to install."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(binary)
+    if path is None:
+        message = f"{binary} not installed (apt-get install prometheus prometheus-alertmanager)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
