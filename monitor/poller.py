@@ -13,6 +13,7 @@ fails every 30 s for a day writes two lines, not 2,880.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -84,6 +85,7 @@ class Poller:
         self.labels: dict[str, Mapping[str, str]] = {}
         self.store_error: str | None = None
         self._succeeded: dict[str, float] = {}
+        self._digests: dict[str, bytes] = {}
         self._poll_settings = poll_settings or PollSettings()
         self._schedule = schedule or (lambda job_id, interval, initial: None)
         self.intervals: dict[str, float] = {}
@@ -198,8 +200,17 @@ class Poller:
     async def _poll(self, job_id: str) -> str:
         health = self.health[job_id]
         observation: Observation
+        digest = b""
         try:
-            observation = parse_job(await self._client.get_job(job_id), job_id)
+            body = await self._client.get_job_body(job_id)
+            digest = hashlib.blake2b(body.content, digest_size=16).digest()
+            prev = self.states.get(job_id)
+            if digest == self._digests.get(job_id) and prev is not None and not prev.gone:
+                # The same bytes as last time: nothing to parse, diff, store or render.
+                self._set_health(job_id, health, True, self._clock())
+                self._recovered(health)
+                return "ok"
+            observation = parse_job(body.json(), job_id)
             result = "ok"
         except JobNotFound:
             observation, result = JobGone(job_id), JobNotFound.result
@@ -223,17 +234,31 @@ class Poller:
             events = [replace(e, labels=labels) for e in events]
             if await self._commit(state, events, now):
                 self.states[job_id] = state
+                self._remember(job_id, observation, digest)
                 for event in events:
                     self._metrics.events.labels(event.type).inc()
                     log.debug("transition", type=event.type, event_id=event.id)
                 if events:
                     self._dispatcher.notify()
             # else: keep the old state, so the next poll re-detects these transitions (same ids)
+        else:
+            self._remember(job_id, observation, digest)
         self._set_health(job_id, health, result == "ok", now)
-        if health.last_error is not None and result == "ok":
+        if result == "ok":
+            self._recovered(health)
+        return result
+
+    def _remember(self, job_id: str, observation: Observation, digest: bytes) -> None:
+        """The body behind the stored state, so the same bytes next time cost nothing."""
+        if isinstance(observation, JobGone):
+            self._digests.pop(job_id, None)
+        else:
+            self._digests[job_id] = digest
+
+    def _recovered(self, health: JobHealth) -> None:
+        if health.last_error is not None:
             log.info("poll_recovered", after=health.last_error)
             health.last_error = None
-        return result
 
     async def _commit(self, state: JobState, events: list[Event], now: float) -> bool:
         documents = [to_cloudevent(e, self._project_id) for e in events]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -70,9 +71,13 @@ class ModelArtsClient:
 
     async def get_job(self, job_id: str) -> Any:
         """The job-detail document, decoded; raises an ``ApiError`` subclass on any failure."""
-        return await self._get_json(f"/v2/{self.project_id}/training-jobs/{job_id}")
+        return (await self.get_job_body(job_id)).json()
 
-    async def _get_json(self, path: str) -> Any:
+    async def get_job_body(self, job_id: str) -> Body:
+        """The job-detail body, undecoded, so a caller can tell an unchanged one at no cost."""
+        return await self._get(f"/v2/{self.project_id}/training-jobs/{job_id}")
+
+    async def _get(self, path: str) -> Body:
         await self._throttle.acquire()
         try:
             # httpx's timeout bounds each read; the deadline bounds a server that trickles.
@@ -89,13 +94,24 @@ class ModelArtsClient:
         elif response.status_code < 300:
             self._throttle.succeeded()
         raise_for_status(response)
+        return Body(response.content, request_id(response), response.status_code)
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A successful response's bytes, with what an error about them must mention."""
+
+    content: bytes
+    request_id: str | None = None
+    status: int = 200
+
+    def json(self) -> Any:
         try:
-            return json.loads(response.content)
+            return json.loads(self.content)
         except ValueError as exc:
+            text = self.content[:400].decode("utf-8", "replace")
             raise InvalidResponse(
-                f"body is not JSON: {excerpt(response.text)}",
-                status=response.status_code,
-                request_id=request_id(response, {}),
+                f"body is not JSON: {excerpt(text)}", status=self.status, request_id=self.request_id
             ) from exc
 
 

@@ -369,7 +369,7 @@ async def test_an_unexpected_exception_in_a_poll_is_counted_logged_and_contained
     async def crash(job_id: str) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(rig.client, "get_job", crash)
+    monkeypatch.setattr(rig.client, "get_job_body", crash)
     with capture_logs() as logs:
         await rig.poller.poll(SEED_ID)  # must not raise
 
@@ -488,3 +488,32 @@ async def test_a_gone_job_is_polled_slower_dropped_after_retention_and_resumes(l
     await wait_for(
         lambda: [e["type"] for e in rig.sink.received].count("modelarts.job.not_found") == 1
     )
+
+
+async def test_an_unchanged_body_is_not_parsed_diffed_stored_or_rendered(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = ok(phase="Running").content
+    await rig.poll(SEED_ID, httpx.Response(200, content=body))
+    rendered = rig.series.render()
+    calls: list[str] = []
+    import monitor.poller as poller_module
+
+    monkeypatch.setattr(poller_module, "parse_job", lambda *a: calls.append("parse"))
+    monkeypatch.setattr(poller_module, "observe", lambda *a: calls.append("observe"))
+    monkeypatch.setattr(rig.series, "update", lambda *a: calls.append("render"))
+    monkeypatch.setattr(rig.store, "commit", lambda *a: calls.append("commit"))
+    await rig.poll(SEED_ID, httpx.Response(200, content=body))
+    await rig.poll(SEED_ID, httpx.Response(200, content=body))
+    assert calls == []
+    assert rig.sample("modelarts_monitor_polls_total", result="ok") == 3
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
+    assert rig.series.render() != rendered, "only the last-success time moved"
+
+
+async def test_a_changed_body_after_unchanged_ones_is_processed(rig: Rig) -> None:
+    body = ok(phase="Running").content
+    await rig.poll(SEED_ID, httpx.Response(200, content=body))
+    await rig.poll(SEED_ID, httpx.Response(200, content=body))
+    await rig.poll(SEED_ID, ok(phase="Completed", secondary_phase="Completed"))
+    await wait_for(lambda: "modelarts.job.phase_changed" in [e["type"] for e in rig.sink.received])
