@@ -6,6 +6,8 @@ it knows nothing of how snapshots are made and tests can serve any body they lik
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +18,22 @@ from monitor import __version__
 from monitor.events import rfc3339
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+GZIP_LEVEL = 1
+"""Exposition text is so repetitive that level 1 already shrinks it ~15x, at a fraction of
+level 6's CPU."""
+
+
+def accepts_gzip(header: str) -> bool:
+    """``Accept-Encoding`` names gzip with a non-zero quality (RFC 9110)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip().removeprefix("q=")
+            try:
+                return not params or float(q) > 0
+            except ValueError:
+                return False
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +54,13 @@ def create_app(
     overview: Callable[[], Sequence[JobRow]],
 ) -> web.Application:
     async def get_metrics(request: web.Request) -> web.Response:
-        return web.Response(body=metrics(), headers={"Content-Type": CONTENT_TYPE_TEXT})
+        body = metrics()
+        headers = {"Content-Type": CONTENT_TYPE_TEXT, "Vary": "Accept-Encoding"}
+        if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+            # zlib releases the GIL: tens of MB at 10,000 jobs compress off the event loop.
+            body = await asyncio.to_thread(gzip.compress, body, GZIP_LEVEL)
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     async def get_healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -153,3 +153,38 @@ async def test_landing_page_with_no_jobs_still_renders(http: httpx.AsyncClient) 
 
 async def test_unknown_paths_are_404(http: httpx.AsyncClient) -> None:
     assert (await http.get("/nope")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("gzip", True),
+        ("deflate, gzip;q=0.5", True),
+        ("GZIP", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        ("", False),
+        ("br, x-gzip", True),
+    ],
+)
+def test_accepts_gzip(header: str, expected: bool) -> None:
+    from monitor.server import accepts_gzip
+
+    assert accepts_gzip(header) is expected
+
+
+async def test_metrics_is_gzipped_when_the_scraper_asks(http: httpx.AsyncClient) -> None:
+    import gzip
+
+    async with http.stream("GET", "/metrics", headers={"Accept-Encoding": "gzip"}) as r:
+        raw = b"".join([chunk async for chunk in r.aiter_raw()])
+    assert r.headers["content-encoding"] == "gzip"
+    assert "Accept-Encoding" in r.headers["vary"]
+    assert gzip.decompress(raw) == BODY
+
+
+async def test_metrics_is_plain_when_the_scraper_does_not_ask(http: httpx.AsyncClient) -> None:
+    async with http.stream("GET", "/metrics", headers={"Accept-Encoding": "identity"}) as r:
+        raw = b"".join([chunk async for chunk in r.aiter_raw()])
+    assert "content-encoding" not in r.headers
+    assert raw == BODY
