@@ -113,7 +113,9 @@ class App:
             max_backoff=s.events.max_backoff,
             limit=s.events.outbox_limit,
         )
-        self.scheduler = PollScheduler(self.poller_poll)
+        self.scheduler = PollScheduler(
+            self.poller_poll, on_skip=lambda reason: self.metrics.polls_skipped.labels(reason).inc()
+        )
         self.poller = Poller(
             client=self.client,
             store=self.store,

@@ -344,6 +344,15 @@ class MonitorMetrics:
         )
         for result in POLL_RESULTS:
             self.polls.labels(result)
+        self.polls_skipped = Counter(
+            "modelarts_monitor_polls_skipped",
+            "Scheduled polls that did not run: overrun (the job's previous poll was still"
+            " going) or missed (the process was too busy to start it in time).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("overrun", "missed"):
+            self.polls_skipped.labels(reason)
         self.poll_duration = Histogram(
             "modelarts_monitor_poll_duration_seconds",
             "Time for one poll of one job: request, parse, diff and commit.",

@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -23,12 +24,23 @@ PollFn = Callable[[str], Awaitable[None]]
 
 
 class PollScheduler:
-    def __init__(self, poll: PollFn) -> None:
+    def __init__(self, poll: PollFn, on_skip: Callable[[str], None] | None = None) -> None:
+        """``on_skip(reason)`` hears of every run that did not happen: ``overrun`` (the job's
+        previous poll was still going) or ``missed`` (the loop was too busy to start it in
+        time). APScheduler would log a warning for each; at 10,000 jobs that is a flood, so
+        they are counted instead (``modelarts_monitor_polls_skipped_total``)."""
         self._poll = poll
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1},
         )
+        if on_skip is not None:
+            self._scheduler.add_listener(
+                lambda event: on_skip(
+                    "overrun" if event.code == EVENT_JOB_MAX_INSTANCES else "missed"
+                ),
+                EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED,
+            )
         self._inflight: set[asyncio.Task[None]] = set()
         self._intervals: dict[str, tuple[float, float]] = {}
 

@@ -200,3 +200,21 @@ async def test_stop_without_polls_in_flight_returns_at_once(fake: FakePoller) ->
     await asyncio.wait_for(scheduler.stop(5), 5)
     assert time.monotonic() - started < 1
     assert fake.calls["a"] == 0
+
+
+async def test_runs_skipped_because_the_previous_poll_overran_are_reported() -> None:
+    release = asyncio.Event()
+    skipped: list[str] = []
+
+    async def stuck(job_id: str) -> None:
+        await release.wait()
+
+    scheduler = PollScheduler(stuck, on_skip=skipped.append)
+    scheduler.start()
+    scheduler.add("job", 0.05, 0, first_within=0.01)
+    try:
+        await wait_for(lambda: len(skipped) >= 3)
+        assert set(skipped) == {"overrun"}
+    finally:
+        release.set()
+        await scheduler.stop(1)
