@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,11 +41,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backend import PROJECT, Backend, cpu_seconds, document, free_port, job_id, rss_bytes  # noqa: E402
+from backend import PROJECT, Backend, cpu_seconds, document, free_port, job_id, rss_bytes
 
-from monitor.diff import observe  # noqa: E402
-from monitor.metrics import JOB_FAMILIES  # noqa: E402
-from monitor.modelarts.schema import parse_job  # noqa: E402
+from monitor.diff import observe
+from monitor.metrics import JOB_FAMILIES
+from monitor.modelarts.schema import parse_job
 
 CONCURRENCY = 32
 
