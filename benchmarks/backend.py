@@ -90,6 +90,19 @@ class Backend:
         workdir.chmod(0o755)  # nginx's workers run unprivileged and must read the documents
         for i in range(jobs):
             (docs / job_id(i)).write_text(json.dumps(document(i)), encoding="utf-8")
+        # Per-task usage (GET .../{id}/metrics/{task}): one shared document, as the API shapes it.
+        usage = {
+            "metrics": [
+                {"metric": m, "value": [-1] * 14 + [v]}
+                for m, v in (
+                    ("cpuUsage", 41.5),
+                    ("memUsage", 23.0),
+                    ("gpuUtil", 87.0),
+                    ("gpuMemUsage", 64.0),
+                )
+            ]
+        }
+        (root / "usage.json").write_text(json.dumps(usage), encoding="utf-8")
         nginx = shutil.which("nginx") or (
             "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
         )
@@ -104,7 +117,11 @@ http {{
   access_log off; default_type application/json; keepalive_requests 1000000;
   client_body_temp_path {workdir}/tmp; proxy_temp_path {workdir}/tmp;
   fastcgi_temp_path {workdir}/tmp; uwsgi_temp_path {workdir}/tmp; scgi_temp_path {workdir}/tmp;
-  server {{ listen 127.0.0.1:{self.port}; root {root}; location / {{ try_files $uri =404; }} }}
+  server {{
+    listen 127.0.0.1:{self.port}; root {root};
+    location ~ ^/v2/[^/]+/training-jobs/[^/]+/metrics/ {{ rewrite ^ /usage.json break; }}
+    location / {{ try_files $uri =404; }}
+  }}
 }}
 """,
                 encoding="utf-8",
@@ -117,7 +134,8 @@ http {{
                 "import sys; from aiohttp import web\n"
                 "root = sys.argv[1]\n"
                 "async def get(r):\n"
-                "    try: return web.Response(body=open(root + r.path, 'rb').read(),"
+                "    path = '/usage.json' if '/metrics/' in r.path else r.path\n"
+                "    try: return web.Response(body=open(root + path, 'rb').read(),"
                 " content_type='application/json')\n"
                 "    except OSError: return web.Response(status=404)\n"
                 "app = web.Application(); app.router.add_get('/{p:.*}', get)\n"

@@ -31,12 +31,14 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -50,7 +52,9 @@ from monitor.modelarts.schema import parse_job
 CONCURRENCY = 32
 
 
-def daemon_config(workdir: Path, name: str, backend: str, jobs: int, interval: float) -> Path:
+def daemon_config(
+    workdir: Path, name: str, backend: str, jobs: int, interval: float, usage: bool = False
+) -> Path:
     port = free_port()
     doc = {
         "api": {"endpoint": backend, "project_id": PROJECT, "timeout": "10s"},
@@ -61,6 +65,7 @@ def daemon_config(workdir: Path, name: str, backend: str, jobs: int, interval: f
         "events": {"sinks": [{"type": "file", "path": str(workdir / f"{name}-events.jsonl")}]},
         "server": {"listen": f"127.0.0.1:{port}"},
         "log": {"level": "warning", "format": "json"},
+        "usage": {"enabled": usage, "interval": "60s"},
     }
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -94,12 +99,15 @@ class Daemon:
             time.sleep(0.05)
         raise RuntimeError("daemon not ready in time")
 
-    def ok_polls(self) -> float:
+    def sample(self, prefix: str) -> float:
         text = self.http.get(f"{self.url}/metrics", headers={"Accept-Encoding": "identity"}).text
         for line in text.splitlines():
-            if line.startswith('modelarts_monitor_polls_total{result="ok"}'):
+            if line.startswith(prefix):
                 return float(line.split()[-1])
-        raise RuntimeError("no polls_total")
+        raise RuntimeError(f"no {prefix}")
+
+    def ok_polls(self) -> float:
+        return self.sample('modelarts_monitor_polls_total{result="ok"}')
 
     def scrape_times(self, n: int, gzip: bool) -> tuple[list[float], int]:
         headers = {"Accept-Encoding": "gzip" if gzip else "identity"}
@@ -166,21 +174,84 @@ class RebuildingCollector:
 
 
 def baseline_a(jobs: int, scrapes: int) -> dict[str, float]:
+    """Served the way the daemon serves (aiohttp) and scraped with the same client, so the ratio
+    compares scrapes, not a scrape with a function call."""
     states = [observe(None, parse_job(document(i), job_id(i)), time.time())[0] for i in range(jobs)]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        RebuildingCollector(states, [{"team": f"team-{i % 20}"} for i in range(jobs)])
-    )
+    labels = [{"team": f"team-{i % 20}"} for i in range(jobs)]
+    registry.register(RebuildingCollector(states, labels))
+    port = free_port()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(registry), content_type="text/plain")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    ready.wait(30)
     times, size = [], 0
-    for _ in range(scrapes):
-        start = time.perf_counter()
-        size = len(generate_latest(registry))
-        times.append(time.perf_counter() - start)
+    with httpx.Client(timeout=120, trust_env=False) as http:
+        for _ in range(scrapes):
+            start = time.perf_counter()
+            headers = {"Accept-Encoding": "identity"}
+            with http.stream("GET", f"http://127.0.0.1:{port}/metrics", headers=headers) as r:
+                size = sum(len(chunk) for chunk in r.iter_raw())
+            times.append(time.perf_counter() - start)
     return {
         "p50_ms": percentile(times, 50) * 1000,
         "p99_ms": percentile(times, 99) * 1000,
         "bytes": size,
     }
+
+
+def usage_cost(work: Path, backend: str, jobs: int, window: float) -> dict[str, Any]:
+    """Issue 7: detail polls with per-task usage polling off and on (2 tasks a job, 60 s)."""
+    out: dict[str, Any] = {"jobs": jobs, "interval_seconds": 10}
+    for usage in (False, True):
+        name = f"usage-{'on' if usage else 'off'}"
+        daemon = Daemon(daemon_config(work, name, backend, jobs, 10.0, usage), work / f"{name}.log")
+        try:
+            daemon.wait_ready(600)
+            time.sleep(5)
+            before = [
+                daemon.ok_polls(),
+                daemon.sample(SUM),
+                daemon.sample(COUNT),
+                daemon.sample(USAGE_OK),
+            ]
+            start = time.monotonic()
+            time.sleep(window)
+            elapsed = time.monotonic() - start
+            after = [
+                daemon.ok_polls(),
+                daemon.sample(SUM),
+                daemon.sample(COUNT),
+                daemon.sample(USAGE_OK),
+            ]
+            out[name] = {
+                "detail_polls_per_second": (after[0] - before[0]) / elapsed,
+                "detail_poll_mean_ms": (after[1] - before[1]) / (after[2] - before[2]) * 1000,
+                "usage_requests_per_second": (after[3] - before[3]) / elapsed,
+            }
+        finally:
+            daemon.stop()
+    out["detail_poll_mean_ratio_on_vs_off"] = (
+        out["usage-on"]["detail_poll_mean_ms"] / out["usage-off"]["detail_poll_mean_ms"]
+    )
+    return out
+
+
+SUM = "modelarts_monitor_poll_duration_seconds_sum"
+COUNT = "modelarts_monitor_poll_duration_seconds_count"
+USAGE_OK = 'modelarts_monitor_usage_polls_total{result="ok"}'
 
 
 def machine() -> dict[str, Any]:
@@ -205,6 +276,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=15.0, help="seconds of sustained polling")
     parser.add_argument("--scrapes", type=int, default=20)
+    parser.add_argument(
+        "--usage-jobs",
+        type=int,
+        default=2000,
+        help="jobs for the usage-polling cost figure (0: skip it)",
+    )
     args = parser.parse_args()
     n = args.jobs
     result: dict[str, Any] = {"jobs": n, "concurrency": CONCURRENCY, "machine": machine()}
@@ -239,6 +316,9 @@ def main() -> None:
                 rss_idle = rss_bytes(idle.proc.pid)
             finally:
                 idle.stop()
+
+            if args.usage_jobs:
+                result["usage_polling"] = usage_cost(work, backend.url, args.usage_jobs, 60.0)
 
             # Realistic: 30 s interval (333 polls/s at 10,000 jobs); memory and scrapes.
             daemon = Daemon(daemon_config(work, "steady", backend.url, n, 30.0), work / "s.log")

@@ -12,14 +12,16 @@ within the same budget, then close the server, the HTTP client and the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 from aiohttp import web
 
-from monitor.config import Settings, load_settings, split_listen
+from monitor.config import DiscoverySettings, JobSettings, Settings, load_settings, split_listen
+from monitor.discovery import Discovery
 from monitor.dispatcher import Dispatcher
 from monitor.errors import ConfigError, StateError
 from monitor.logs import get_logger
@@ -28,14 +30,17 @@ from monitor.modelarts.auth import AkSkAuth
 from monitor.modelarts.client import ModelArtsClient, tls_verify
 from monitor.modelarts.iam import TokenAuth
 from monitor.modelarts.throttle import Throttle
+from monitor.modelarts.transport import build_transport
 from monitor.poller import Poller
 from monitor.scheduler import PollScheduler
 from monitor.server import JobRow, create_app
+from monitor.sharding import owns
 from monitor.sinks import Sink, build_sinks
 from monitor.store import Store
+from monitor.usage_poller import UsagePoller
 
 log = get_logger("monitor.app")
-RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log")
+RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""
@@ -60,13 +65,18 @@ def build_auth(settings: Settings) -> httpx.Auth | None:
 def build_client(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> ModelArtsClient:
+    verify = tls_verify(settings.api.ca_file, settings.api.insecure_skip_verify)
+    if transport is None:
+        transport = build_transport(
+            settings.api.transport, verify=verify, max_connections=settings.poll.concurrency
+        )
     return ModelArtsClient(
         settings.api.endpoint,
         settings.api.project_id,
         auth=build_auth(settings),
         timeout=settings.api.timeout,
         max_connections=settings.poll.concurrency,
-        verify=tls_verify(settings.api.ca_file, settings.api.insecure_skip_verify),
+        verify=verify,
         throttle=Throttle(settings.poll.rate_limit, max_pause=settings.poll.retry.max_backoff),
         transport=transport,
     )
@@ -91,6 +101,8 @@ class App:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._stopped = asyncio.Event()
+        self.discovery: Discovery | None = None
+        self._discovery_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Raises ``StateError`` if the database is unusable; nothing is left running then."""
@@ -99,12 +111,15 @@ class App:
         try:
             states = await self.store.call(self.store.load_states)
             last_success = await self.store.call(self.store.load_last_success)
+            discovered = await self.store.call(self.store.load_discovered) if s.discovery else {}
         except Exception:
             self.store.close()
             raise
         self.client = build_client(s, self._transport)
         self.series = SeriesStore()
         self.metrics = MonitorMetrics()
+        self.metrics.shard_ordinal.set(s.shard.index)
+        self.metrics.total_shards.set(s.shard.total)
         sinks = self._sinks if self._sinks is not None else build_sinks(s.events.sinks)
         self.dispatcher = Dispatcher(
             self.store,
@@ -128,10 +143,15 @@ class App:
             poll_settings=s.poll,
             schedule=self._schedule,
             clock=self._clock,
+            reasons=s.reasons,
         )
         self.poller.restore(states, last_success)
-        for job in s.jobs:
+        owned = self._owned(s.jobs)
+        for job in owned.values():
             self.poller.watch(job.id, job.labels, s.interval_for(job))
+        if s.discovery is not None:
+            self.discovery = self._build_discovery(s.discovery)
+            await self.discovery.restore(discovered)
 
         host, port = split_listen(s.server.listen)
         app = create_app(
@@ -149,9 +169,26 @@ class App:
         self.dispatcher.start()
         self.scheduler.start()
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        self._start_discovery()
+        self._usage_task: asyncio.Task[None] | None = None
+        if s.usage.enabled:
+            self.usage = UsagePoller(
+                client=self.client,
+                poller=self.poller,
+                series=self.series,
+                store=self.store,
+                dispatcher=self.dispatcher,
+                metrics=self.metrics,
+                project_id=s.api.project_id,
+                settings=s.usage,
+                clock=self._clock,
+            )
+            self._usage_task = asyncio.create_task(self.usage.run(), name="usage")
         log.info(
             "started",
-            jobs=len(s.jobs),
+            jobs=len(owned),
+            shard=f"{s.shard.index}/{s.shard.total}",
+            discovery=self.discovery is not None,
             restored=len(states),
             listen=f"{host}:{self.port}",
             state=s.state.path,
@@ -159,6 +196,71 @@ class App:
 
     async def poller_poll(self, job_id: str) -> None:
         await self.poller.poll(job_id)
+
+    # -- sharding and discovery ------------------------------------------------------------
+
+    def _owns(self, job_id: str) -> bool:
+        return owns(job_id, self.settings.shard.index, self.settings.shard.total)
+
+    def _owned(self, jobs: Sequence[JobSettings]) -> dict[str, JobSettings]:
+        """The configured jobs this shard watches."""
+        return {j.id: j for j in jobs if self._owns(j.id)}
+
+    def _build_discovery(self, settings: DiscoverySettings) -> Discovery:
+        return Discovery(
+            settings,
+            search=self.client.search_jobs,
+            store=self.store,
+            watch=self._watch_discovered,
+            watching=lambda job_id: job_id in self.poller.labels,
+            owns=self._owns,
+            configured=lambda: {j.id for j in self.settings.jobs},
+            expired=self._gone_too_long,
+            unwatch=self._unwatch,
+            clock=self._clock,
+        )
+
+    def _watch_discovered(self, job_id: str, labels: Mapping[str, str]) -> bool:
+        return self.poller.watch(job_id, labels, self.settings.poll.interval)
+
+    def _gone_too_long(self, job_id: str) -> bool:
+        state = self.poller.states.get(job_id)
+        if state is None or not state.gone or state.gone_since is None:
+            return False
+        return self._clock() - state.gone_since >= self.settings.poll.not_found_retention
+
+    def _unwatch(self, job_id: str) -> None:
+        self.scheduler.remove(job_id)
+        self.poller.unwatch(job_id)
+
+    def _start_discovery(self) -> None:
+        if self.discovery is not None and self._discovery_task is None:
+            self._discovery_task = asyncio.create_task(self.discovery.run(), name="discovery")
+
+    async def _stop_discovery(self) -> None:
+        task, self._discovery_task = self._discovery_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _reload_discovery(self, new: DiscoverySettings | None) -> None:
+        """Discovery turned on, off or changed by a reload. Turned off, the jobs it found
+        stay watched until their lifecycle retires them (or the next restart)."""
+        if new is None:
+            await self._stop_discovery()
+            self.discovery = None
+        elif self.discovery is None:
+            try:
+                stored = await self.store.call(self.store.load_discovered)
+            except StateError as exc:
+                log.error("discovery_store_failed", error=str(exc))
+                stored = {}
+            self.discovery = self._build_discovery(new)
+            await self.discovery.restore(stored)
+            self._start_discovery()
+        elif new != self.discovery.settings:
+            self.discovery.configure(new)
 
     def _schedule(self, job_id: str, interval: float | None, initial: bool) -> None:
         if interval is None:
@@ -194,7 +296,7 @@ class App:
             log.exception("housekeeping_crashed")
 
     def render_metrics(self) -> bytes:
-        return self.series.render() + self.metrics.render()
+        return self.series.render(tail=self.metrics.render())
 
     def overview(self) -> list[JobRow]:
         rows = []
@@ -211,6 +313,7 @@ class App:
                     up=health.up,
                     last_success=health.last_success,
                     restarts=sum(state.restarts.values()) if state else 0,
+                    last_reason=self.poller.last_reason(job_id),
                 )
             )
         return rows
@@ -253,15 +356,26 @@ class App:
         static = [k for k in RESTART_SECTIONS if getattr(new, k) != getattr(old, k)]
         if static:
             log.warning("reload_needs_restart", sections=static, note="not applied until restart")
-        self.settings = old.model_copy(update={"jobs": new.jobs, "poll": new.poll})
-        self.poller.configure(new.poll)
-        before = {j.id: j for j in old.jobs}
-        after = {j.id: j for j in new.jobs}
+        self.settings = old.model_copy(
+            update={
+                "jobs": new.jobs,
+                "poll": new.poll,
+                "discovery": new.discovery,
+                "reasons": new.reasons,
+            }
+        )
+        self.poller.configure(new.poll, new.reasons)
+        before = self._owned(old.jobs)
+        after = self._owned(new.jobs)
         for job_id in before.keys() - after.keys():
             self.scheduler.remove(job_id)
             self.poller.unwatch(job_id)
-        for job in new.jobs:
+        for job in after.values():
             self.poller.watch(job.id, job.labels, self.settings.interval_for(job))
+        await self._reload_discovery(new.discovery)
+        if self.discovery is not None:
+            # A job dropped from the config that discovery found stays, with its found labels.
+            await self.discovery.reconcile()
         log.info(
             "reloaded",
             added=sorted(after.keys() - before.keys()),
@@ -273,6 +387,10 @@ class App:
     async def stop(self, grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace
         self._housekeeping.cancel()
+        if self._usage_task is not None:
+            self._usage_task.cancel()
+            await asyncio.gather(self._usage_task, return_exceptions=True)
+        await self._stop_discovery()
         await self.scheduler.stop(grace)
         drained = await self.dispatcher.stop(max(0.1, deadline - time.monotonic()))
         if not drained:

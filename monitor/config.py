@@ -11,7 +11,6 @@ unset variable names the key that asked for it.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -20,9 +19,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -30,65 +26,22 @@ from pydantic import (
     model_validator,
 )
 
+# Re-exported (``X as X``): callers import every settings type from here.
+from monitor.config_base import RESERVED_LABELS as RESERVED_LABELS
+from monitor.config_base import Duration as Duration
+from monitor.config_base import Model
+from monitor.config_base import NonNegativeDuration as NonNegativeDuration
+from monitor.config_base import check_labels as check_labels
+from monitor.config_base import parse_duration as parse_duration
+from monitor.config_scale import DiscoverySettings as DiscoverySettings
+from monitor.config_scale import LabelRule as LabelRule
+from monitor.config_scale import SearchFilter as SearchFilter
+from monitor.config_scale import ShardSettings as ShardSettings
 from monitor.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-RESERVED_LABELS = frozenset(
-    {
-        "job_id",
-        "job_name",
-        "phase",
-        "secondary_phase",
-        "end_recover",
-        "task",
-        "result",
-        "type",
-        "version",
-        "sink",
-        "le",
-        "quantile",
-        "workspace_id",
-        "user_name",
-        "engine_name",
-        "engine_version",
-        "flavor_id",
-        "flavor_type",
-        "pool_id",
-    }
-)
-"""Label names the monitor sets itself; a job label with one of these names would clash."""
-
-
-def parse_duration(value: object) -> float:
-    """``"500ms"``, ``"15s"``, ``"5m"``, ``"1h"`` or a number of seconds, as float seconds > 0."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 500ms, 15s, 5m, 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"{value!r} is not a duration such as 500ms, 15s, 5m, 1h")
-    if not math.isfinite(seconds):
-        raise ValueError("must be a finite duration")
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-NonNegativeDuration = Annotated[
-    float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s", "0ms") else parse_duration(v))
-]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = Model
 
 
 class ApiSettings(_Model):
@@ -99,6 +52,8 @@ class ApiSettings(_Model):
     """A PEM bundle to trust instead of the system's (a corporate TLS-inspecting proxy)."""
     insecure_skip_verify: bool = False
     """Turns certificate verification off. For a lab only; logged as a warning at start."""
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """aiohttp's connection pool under httpx (several times less CPU a poll), or httpx's own."""
 
     @field_validator("ca_file")
     @classmethod
@@ -171,12 +126,7 @@ class JobSettings(_Model):
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for name in v:
-            if not _LABEL_NAME.match(name) or name.startswith("__"):
-                raise ValueError(f"{name!r} is not a valid Prometheus label name")
-            if name in RESERVED_LABELS:
-                raise ValueError(f"{name!r} is set by the monitor itself; choose another name")
-        return v
+        return check_labels(v)
 
 
 class StateSettings(_Model):
@@ -259,6 +209,26 @@ class LogSettings(_Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ReasonSettings(_Model):
+    enabled: bool = True
+    """Fetch the job's newest Error and Warning events when it fails (phase Failed or
+    Abnormal, or a run ended with a recovery) and attach them to those events as ``reasons``."""
+    max: int = Field(default=5, ge=1, le=20)
+    """Most messages attached to one event (and asked for per level)."""
+
+
+class UsageSettings(_Model):
+    """Per-task resource usage of Running jobs, and the hung-job rule built on it."""
+
+    enabled: bool = True
+    interval: Duration = 60.0
+    """Seconds between sweeps; the API's values have a one-minute resolution."""
+    concurrency: int = Field(default=4, ge=1, le=256)
+    """Usage requests in flight at once, apart from the detail polls' slots."""
+    hang_window: NonNegativeDuration = 1800.0
+    """Every task's accelerator at 0 this long while Running: ``hang_suspected``. 0: off."""
+
+
 class Settings(_Model):
     api: ApiSettings
     auth: AuthSettings = AuthSettings()
@@ -268,10 +238,20 @@ class Settings(_Model):
     events: EventSettings = EventSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    reasons: ReasonSettings = ReasonSettings()
+    usage: UsageSettings = UsageSettings()
+    shard: ShardSettings = ShardSettings()
+    discovery: DiscoverySettings | None = None
+    """Absent: only the configured jobs are watched."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         problems = []
+        if self.shard.index >= self.shard.total:
+            problems.append(
+                f"shard.index: {self.shard.index} is not below shard.total "
+                f"({self.shard.total}); shards are numbered 0 to total-1"
+            )
         seen: set[str] = set()
         for i, job in enumerate(self.jobs):
             if job.id in seen:
@@ -376,7 +356,8 @@ def parse_settings(doc: object, env: Mapping[str, str] | None = None) -> Setting
     assert isinstance(expanded, dict)
     _env_defaults(expanded, env)
     try:
-        return Settings.model_validate(expanded)
+        # HOSTNAME for ``shard.index: auto`` comes from the same environment as ${VAR}s.
+        return Settings.model_validate(expanded, context={"env": env})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 

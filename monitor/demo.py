@@ -58,6 +58,9 @@ async def run_demo(
                 "terminal_interval": interval,
                 "not_found_interval": interval,
             },
+            # llama-sft's accelerators idle from t=24 to t=32: a 3-scenario-second window shows
+            # the hang and its clearing.
+            "usage": {"interval": interval, "hang_window": 3.0 / speed},
             "jobs": [{"id": job_id, "labels": {"team": "demo"}} for job_id in sim.job_ids()],
             "state": {"path": str(Path(tmp) / "state.db")},
             "events": {"sinks": sinks},

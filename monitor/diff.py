@@ -15,10 +15,25 @@ a record per run. Their contents are not trusted to be consistent (``end_at`` ma
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor.events import Event, new_event
-from monitor.modelarts.schema import OTHER, RECOVER_STRATEGIES, JobSnapshot, bounded
+from monitor.modelarts.schema import (
+    OTHER,
+    RECOVER_RECORD_STRATEGIES,
+    RECOVER_RESULTS,
+    RECOVER_STRATEGIES,
+    RECOVERING,
+    JobSnapshot,
+    RecoverRecord,
+    bounded,
+)
+from monitor.usage import HangState
+
+TEXT_LIMIT = 300
+"""Longest free text (a reason, a message) an event carries; longer text is cut with ``…``."""
+MAX_RECOVER_RECORDS = 10
+"""Most ``recover_records`` a ``run_ended`` event carries (the newest, by list position)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +52,24 @@ class JobState:
 
     ``restarts`` is a floor for ``restarts_total``: the API's record list is recounted on every
     poll (so the value is right after a monitor restart), but a counter must never go down, even
-    if the API one day returns a shorter list.
+    if the API one day returns a shorter list. ``recoveries`` (strategy -> result -> count) is the
+    same kind of floor for ``recoveries_total``.
+
+    ``last_reason`` is the newest ModelArts event message (``level``, ``time``, ``message``)
+    fetched for a failure transition of this job; the poller sets it, ``observe`` carries it.
     """
 
     job_id: str
     snapshot: JobSnapshot | None = None
     phase_since: float | None = None
     restarts: Mapping[str, int] = field(default_factory=dict)
+    recoveries: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    last_reason: Mapping[str, str] = field(default_factory=dict)
     gone: bool = False
     gone_since: float | None = None
     """When the API first said the job does not exist (for ``not_found_retention``)."""
+    hang: HangState = field(default_factory=HangState)
+    """The hung-job rule's bookkeeping (``usage.observe_hang``); only usage polling changes it."""
 
     @property
     def job_name(self) -> str:
@@ -62,6 +85,55 @@ def restart_counts(snapshot: JobSnapshot) -> dict[str, int]:
     return counts
 
 
+def recovery_counts(snapshot: JobSnapshot) -> dict[str, dict[str, int]]:
+    """Recoveries with an outcome, by strategy and result, over every record's
+    ``recover_records``; only combinations that occur. A ``recovering`` (or empty) result is
+    not counted yet: counting it would count the same recovery again once its outcome is known.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for record in snapshot.running_records:
+        for rec in record.recover_records:
+            if not rec.recover_result or rec.recover_result == RECOVERING:
+                continue
+            by_result = counts.setdefault(bounded(rec.recover, RECOVER_RECORD_STRATEGIES), {})
+            result = bounded(rec.recover_result, RECOVER_RESULTS)
+            by_result[result] = by_result.get(result, 0) + 1
+    return counts
+
+
+def _floor(
+    cur: Mapping[str, Mapping[str, int]], prev: Mapping[str, Mapping[str, int]]
+) -> dict[str, dict[str, int]]:
+    """Per (strategy, result), the larger of the two counts: a combination once seen stays."""
+    out: dict[str, dict[str, int]] = {}
+    for recover in cur.keys() | prev.keys():
+        now, before = cur.get(recover, {}), prev.get(recover, {})
+        out[recover] = {k: max(now.get(k, 0), before.get(k, 0)) for k in now.keys() | before.keys()}
+    return out
+
+
+def clip(text: str, limit: int = TEXT_LIMIT) -> str:
+    """Free text bounded for an event: at most ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def recover_details(records: tuple[RecoverRecord, ...]) -> list[dict[str, object]]:
+    """A run's recover records for its ``run_ended`` event: the newest ``MAX_RECOVER_RECORDS``,
+    free text clipped to ``TEXT_LIMIT``."""
+    return [
+        {
+            "recover": clip(r.recover),
+            "recover_result": clip(r.recover_result),
+            "fault_scenario": clip(r.fault_scenario),
+            "reason": clip(r.reason),
+            "related_task": clip(r.related_task),
+            "recover_start_at": r.recover_start_at,
+            "recover_end_at": r.recover_end_at,
+        }
+        for r in records[-MAX_RECOVER_RECORDS:]
+    ]
+
+
 def observe(prev: JobState | None, cur: Observation, now: float) -> tuple[JobState, list[Event]]:
     """Fold one observation into the job's state; return the new state and what happened."""
     if isinstance(cur, JobGone):
@@ -73,10 +145,19 @@ def observe(prev: JobState | None, cur: Observation, now: float) -> tuple[JobSta
     else:
         phase_since = prev.phase_since if prev.phase_since is not None else now
     counts = restart_counts(cur)
+    recoveries = recovery_counts(cur)
     if prev:
         counts = {k: max(v, prev.restarts.get(k, 0)) for k, v in counts.items()}
-    state = JobState(
-        job_id=cur.job_id, snapshot=cur, phase_since=phase_since, restarts=counts, gone=False
+        recoveries = _floor(recoveries, prev.recoveries)
+    # replace(), not a new JobState: bookkeeping this function does not own is carried over.
+    state = replace(
+        prev or JobState(job_id=cur.job_id),
+        snapshot=cur,
+        phase_since=phase_since,
+        restarts=counts,
+        recoveries=recoveries,
+        gone=False,
+        gone_since=None,
     )
     return state, events
 
@@ -93,15 +174,7 @@ def _observe_gone(prev: JobState | None, cur: JobGone, now: float) -> tuple[JobS
         data={"last_phase": snapshot.phase if snapshot else None},
         time=now,
     )
-    base = prev or JobState(job_id=cur.job_id)
-    return JobState(
-        job_id=base.job_id,
-        snapshot=base.snapshot,
-        phase_since=base.phase_since,
-        restarts=base.restarts,
-        gone=True,
-        gone_since=now,
-    ), [event]
+    return replace(prev or JobState(job_id=cur.job_id), gone=True, gone_since=now), [event]
 
 
 def diff(prev: JobSnapshot | None, cur: JobSnapshot, now: float) -> list[Event]:
@@ -152,6 +225,7 @@ def diff(prev: JobSnapshot | None, cur: JobSnapshot, now: float) -> list[Event]:
                         "end_related_task": record.end_related_task,
                         "end_recover": record.end_recover,
                         "end_recover_before_downgrade": record.end_recover_before_downgrade,
+                        "recover_records": recover_details(record.recover_records),
                     },
                 )
             )

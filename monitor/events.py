@@ -24,6 +24,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "nodes_changed",
     "task_failed",
     "not_found",
+    "hang_suspected",
+    "hang_cleared",
 )
 """Short names; the CloudEvents ``type`` is ``TYPE_PREFIX + name``."""
 

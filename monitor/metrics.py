@@ -29,11 +29,14 @@ from monitor.events import EVENT_TYPES
 from monitor.modelarts.schema import (
     OTHER,
     PHASES,
+    RECOVER_RECORD_STRATEGIES,
+    RECOVER_RESULTS,
     RECOVER_STRATEGIES,
     SECONDARY_PHASES,
     JobSnapshot,
     bounded,
 )
+from monitor.usage import USAGE_METRICS
 
 Sample = tuple[Mapping[str, str], float]
 CACHED = " Cached from the last successful poll."
@@ -178,6 +181,23 @@ JOB_FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
+        "modelarts_training_job_recoveries_total",
+        "counter",
+        "Fault-recovery actions by strategy and outcome (running_records[].recover_records[]:"
+        " recover, recover_result), counted from the job's full record list once an outcome is"
+        " known (recovering ones are not counted yet); only combinations that occurred are"
+        " exported; undocumented values as other." + CACHED,
+        ("recover", "recover_result"),
+        (
+            lambda s, st: [
+                ({"recover": r, "recover_result": k}, float(st.recoveries[r][k]))
+                for r in (*RECOVER_RECORD_STRATEGIES, OTHER)
+                for k in (*RECOVER_RESULTS, OTHER)
+                if k in st.recoveries.get(r, {})
+            ]
+        ),
+    ),
+    Family(
         "modelarts_training_job_task_exit_code",
         "gauge",
         "Exit code of each task that reported one (status.task_statuses)." + CACHED,
@@ -251,8 +271,22 @@ def render_job(state: JobState, labels: Mapping[str, str]) -> tuple[bytes, ...]:
     return tuple(_render(f.name, prefix, f.samples(snapshot, state)) for f in JOB_FAMILIES)
 
 
-FAMILIES = (*JOB_FAMILIES, *HEALTH_FAMILIES)
-_UP, _LAST_SUCCESS = len(JOB_FAMILIES), len(JOB_FAMILIES) + 1
+USAGE_FAMILIES: tuple[Family, ...] = tuple(
+    Family(
+        f"modelarts_training_job_task_{name}_ratio",
+        "gauge",
+        f"Newest valid {api} of each task of a Running job (GET .../metrics/{{task}}), as a"
+        " ratio 0..1. Assumes the API reports percent (its reference does not say); absent"
+        " while the API has no data (-1).",
+        ("task",),
+        lambda s, st: (),  # rendered from usage readings; see SeriesStore.set_usage
+    )
+    for api, name in USAGE_METRICS.items()
+)
+FAMILIES = (*JOB_FAMILIES, *USAGE_FAMILIES, *HEALTH_FAMILIES)
+_USAGE = len(JOB_FAMILIES)
+_UP = _USAGE + len(USAGE_FAMILIES)
+_LAST_SUCCESS = _UP + 1
 
 
 @dataclass(slots=True)
@@ -300,15 +334,34 @@ class SeriesStore:
         entry.up, entry.last_success = up, last_success
         self._render_health(entry)
 
+    def set_usage(self, job_id: str, usage: Mapping[str, Mapping[str, float]] | None) -> None:
+        """Per-task readings (task -> API metric -> ratio), or None to drop them."""
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            return
+        for i, api in enumerate(USAGE_METRICS):
+            samples: list[Sample] = [
+                ({"task": task}, reading[api])
+                for task, reading in sorted((usage or {}).items())
+                if api in reading
+            ]
+            entry.chunks[_USAGE + i] = _render(FAMILIES[_USAGE + i].name, entry.prefix, samples)
+
     def remove(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
 
-    def render(self) -> bytes:
+    def render(self, tail: bytes = b"") -> bytes:
+        """The exposition text, with ``tail`` (the monitor's own metrics) in the same join, so
+        tens of MB are copied once, not twice."""
         entries = list(self._jobs.values())
+        chunks = [family.header for family in FAMILIES]
         return b"".join(
-            chunk
-            for i, family in enumerate(FAMILIES)
-            for chunk in (family.header, *(e.chunks[i] for e in entries))
+            [
+                c
+                for i, header in enumerate(chunks)
+                for c in (header, *(e.chunks[i] for e in entries))
+            ]
+            + [tail]
         )
 
     def _render_health(self, entry: _JobEntry) -> None:
@@ -341,6 +394,14 @@ class MonitorMetrics:
         )
         for reason in ("overrun", "missed"):
             self.polls_skipped.labels(reason)
+        self.usage_polls = Counter(
+            "modelarts_monitor_usage_polls",
+            "Requests for a task's resource usage, by result (the labels of polls_total).",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in POLL_RESULTS:
+            self.usage_polls.labels(result)
         self.poll_duration = Histogram(
             "modelarts_monitor_poll_duration_seconds",
             "Time for one poll of one job: request, parse, diff and commit.",

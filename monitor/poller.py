@@ -8,6 +8,13 @@ state stays what the last successful poll said, and no transition is ever invent
 
 Errors are logged once per job per distinct error, and again when the job recovers, so a job that
 fails every 30 s for a day writes two lines, not 2,880.
+
+Reasons: when a poll's events include a failure (``phase_changed`` to Failed or Abnormal, or a
+``run_ended`` with an ``end_recover``), the job's newest Error and Warning events are fetched
+(both at once, each bounded by the client's timeout) and the newest few are attached to those
+events as ``data["reasons"]`` before the commit. Event ids do not depend on ``data``, so a
+transition keeps its id with or without reasons; a failed fetch costs the reasons (``[]``),
+never the transition.
 """
 
 from __future__ import annotations
@@ -15,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
 from monitor.backoff import backoff_delay
-from monitor.config import PollSettings
-from monitor.diff import JobGone, JobState, Observation, observe
+from monitor.config import PollSettings, ReasonSettings
+from monitor.diff import JobGone, JobState, Observation, clip, observe
 from monitor.dispatcher import Dispatcher
 from monitor.errors import ApiError, JobNotFound, StateError
 from monitor.events import Event, to_cloudevent
@@ -37,6 +45,35 @@ log = get_logger("monitor.poller")
 Schedule = Callable[[str, float | None, bool], None]
 """``schedule(job_id, interval or None to stop, initial)``: how the poller asks for a job's
 polls to be (re)scheduled; ``initial`` means the first poll should come soon."""
+FAILURE_PHASES = ("Failed", "Abnormal")
+REASON_LEVELS = ("Error", "Warning")
+
+
+def wants_reasons(event: Event) -> bool:
+    """A transition whose *why* is worth an extra API call: the job failed, or a run ended in a
+    fault recovery."""
+    if event.type == "phase_changed":
+        return event.data.get("to") in FAILURE_PHASES
+    return event.type == "run_ended" and bool(event.data.get("end_recover"))
+
+
+def newest_reasons(
+    batches: Iterable[Sequence[Mapping[str, str]]], limit: int
+) -> list[dict[str, str]]:
+    """Events of several levels merged newest first (by their ``time``; an unreadable time
+    sorts last, ties keep the batches' order), the first ``limit``, messages clipped."""
+    merged = sorted((e for batch in batches for e in batch), key=_event_time, reverse=True)
+    return [
+        {"level": clip(e["level"], 32), "time": clip(e["time"], 64), "message": clip(e["message"])}
+        for e in merged[:limit]
+    ]
+
+
+def _event_time(event: Mapping[str, str]) -> float:
+    try:
+        return datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return float("-inf")
 
 
 @dataclass(slots=True)
@@ -65,6 +102,7 @@ class Poller:
         poll_settings: PollSettings | None = None,
         schedule: Schedule | None = None,
         clock: Callable[[], float] = time.time,
+        reasons: ReasonSettings | None = None,
     ) -> None:
         self._client = client
         self._store = store
@@ -87,6 +125,7 @@ class Poller:
         self._succeeded: dict[str, float] = {}
         self._digests: dict[str, bytes] = {}
         self._poll_settings = poll_settings or PollSettings()
+        self._reasons = reasons or ReasonSettings()
         self._schedule = schedule or (lambda job_id, interval, initial: None)
         self.intervals: dict[str, float] = {}
         self._planned: dict[str, float | None] = {}
@@ -102,10 +141,23 @@ class Poller:
         for job_id, ts in (last_success or {}).items():
             self.health.setdefault(job_id, JobHealth()).last_success = ts
 
-    def configure(self, poll_settings: PollSettings) -> None:
+    def configure(self, poll_settings: PollSettings, reasons: ReasonSettings | None = None) -> None:
         """New intervals, retention and back-off rules (a reload); applied at each job's next
-        poll, or at once by ``watch``."""
+        poll, or at once by ``watch``. ``reasons``, if given, applies from the next poll."""
         self._poll_settings = poll_settings
+        if reasons is not None:
+            self._reasons = reasons
+
+    def last_reason(self, job_id: str) -> str:
+        """The newest reason fetched for a failure of this job, as one line (or "")."""
+        state = self.states.get(job_id)
+        reason = state.last_reason if state else {}
+        if not reason.get("message"):
+            return ""
+        return (
+            " ".join(part for part in (reason.get("level"), reason.get("time")) if part)
+            + f": {reason['message']}"
+        )
 
     def take_successes(self) -> dict[str, float]:
         """Successful polls since the last call, for the store's batched write."""
@@ -227,12 +279,20 @@ class Poller:
         now = self._clock()
         prev = self.states.get(job_id)
         state, events = observe(prev, observation, now)
+        if self._reasons.enabled and any(wants_reasons(e) for e in events):
+            state, events = await self._explain(job_id, state, events)
+            if job_id not in self.labels:
+                return result  # unwatched while the reasons were fetched
         labels = self.labels[job_id]
         if state != prev or events:
             # /metrics tells what the API said even while the database cannot keep it.
             self._series.update(state, labels)
             events = [replace(e, labels=labels) for e in events]
             if await self._commit(state, events, now):
+                # Usage polling may have moved the hang bookkeeping meanwhile; keep its value.
+                latest = self.states.get(job_id)
+                if latest is not None and latest.hang != state.hang:
+                    state = replace(state, hang=latest.hang)
                 self.states[job_id] = state
                 self._remember(job_id, observation, digest)
                 for event in events:
@@ -247,6 +307,41 @@ class Poller:
         if result == "ok":
             self._recovered(health)
         return result
+
+    async def _explain(
+        self, job_id: str, state: JobState, events: list[Event]
+    ) -> tuple[JobState, list[Event]]:
+        """Attach the job's newest Error/Warning messages to its failure transitions."""
+        limit = self._reasons.max
+        fetched = await asyncio.gather(
+            *(
+                self._client.get_job_events(job_id, level=level, limit=limit)
+                for level in REASON_LEVELS
+            ),
+            return_exceptions=True,
+        )
+        batches: list[list[dict[str, str]]] = []
+        for outcome in fetched:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled: the poll is being stopped
+        errors = [o for o in fetched if isinstance(o, BaseException)]
+        if errors:
+            # All or nothing: a partial list would hide that the other level is missing.
+            error = errors[0]
+            log.warning(
+                "reasons_unavailable",
+                result=error.result if isinstance(error, ApiError) else "invalid_response",
+                error=str(error) or type(error).__name__,
+            )
+        else:
+            batches = [o for o in fetched if not isinstance(o, BaseException)]
+        reasons = newest_reasons(batches, limit)
+        if reasons:
+            state = replace(state, last_reason=reasons[0])
+        return state, [
+            replace(e, data={**e.data, "reasons": reasons}) if wants_reasons(e) else e
+            for e in events
+        ]
 
     def _remember(self, job_id: str, observation: Observation, digest: bytes) -> None:
         """The body behind the stored state, so the same bytes next time cost nothing."""

@@ -45,6 +45,8 @@ class JobRow:
     up: bool
     last_success: float | None
     restarts: int
+    last_reason: str = ""
+    """The newest ModelArts event message fetched for a failure of this job, as one line."""
 
 
 def create_app(
@@ -90,6 +92,7 @@ def landing_page(rows: Sequence[JobRow]) -> str:
         f"<td>{'up' if r.up else '<b>down</b>'}</td>"
         f"<td>{e(rfc3339(r.last_success)) if r.last_success else 'never'}</td>"
         f"<td>{r.restarts}</td>"
+        f"<td>{e(r.last_reason) or '-'}</td>"
         "</tr>"
         for r in rows
     )
@@ -101,6 +104,7 @@ def landing_page(rows: Sequence[JobRow]) -> str:
         "<p><a href='/metrics'>/metrics</a> · <a href='/healthz'>/healthz</a> · "
         "<a href='/readyz'>/readyz</a></p>"
         f"<table><tr><th>job</th><th>id</th><th>phase</th><th>secondary phase</th>"
-        f"<th>poll</th><th>last successful poll</th><th>restarts</th></tr>{body}</table>"
+        "<th>poll</th><th>last successful poll</th><th>restarts</th><th>last reason</th></tr>"
+        f"{body}</table>"
         "</body></html>"
     )

@@ -243,6 +243,10 @@ def describe(event: CloudEvent) -> str:
         detail = f"task {data['task']} exited with {data['exit_code']}: {data['message']}"
     elif kind == "not_found":
         detail = "the API says the job no longer exists"
+    elif kind == "hang_suspected":
+        detail = f"every accelerator idle for {data['window_seconds']:g} s while Running"
+    elif kind == "hang_cleared":
+        detail = f"accelerators busy again after {data['idle_seconds']:.0f} s idle"
     else:
         detail = json.dumps(data, ensure_ascii=False)
     clock = str(event["time"])[11:19]

@@ -1,4 +1,4 @@
-"""Durable state on SQLite: each job's last state, and the event outbox.
+"""Durable state on SQLite: each job's last state, the event outbox, and the discovered jobs.
 
 A poll's new state and the events it produced are written in one transaction, so after a crash
 the monitor either has both (and the outbox redelivers the events) or neither (and the next poll
@@ -24,9 +24,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from monitor.diff import JobState
 from monitor.errors import StateError
-from monitor.modelarts.schema import JobSnapshot, RunningRecord, TaskStatus
+from monitor.modelarts.schema import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
+from monitor.usage import HangState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -51,6 +52,13 @@ _MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE jobs ADD COLUMN last_success REAL;
     """,
+    3: """
+    CREATE TABLE discovered (
+        job_id TEXT PRIMARY KEY,
+        labels TEXT NOT NULL,
+        found_at REAL NOT NULL
+    );
+    """,
 }
 """Forward migrations: ``_MIGRATIONS[n]`` takes a database from version n-1 to n."""
 
@@ -61,8 +69,11 @@ def state_to_dict(state: JobState) -> dict[str, Any]:
         "snapshot": asdict(state.snapshot) if state.snapshot else None,
         "phase_since": state.phase_since,
         "restarts": dict(state.restarts),
+        "recoveries": {k: dict(v) for k, v in state.recoveries.items()},
+        "last_reason": dict(state.last_reason),
         "gone": state.gone,
         "gone_since": state.gone_since,
+        "hang": asdict(state.hang),
     }
 
 
@@ -75,7 +86,17 @@ def state_from_dict(doc: Mapping[str, Any]) -> JobState:
                 **snap,
                 "tasks": tuple(snap["tasks"]),
                 "task_statuses": tuple(TaskStatus(**t) for t in snap["task_statuses"]),
-                "running_records": tuple(RunningRecord(**r) for r in snap["running_records"]),
+                "running_records": tuple(
+                    RunningRecord(
+                        **{
+                            **r,
+                            "recover_records": tuple(
+                                RecoverRecord(**x) for x in r.get("recover_records", ())
+                            ),
+                        }
+                    )
+                    for r in snap["running_records"]
+                ),
             }
         )
     return JobState(
@@ -83,8 +104,11 @@ def state_from_dict(doc: Mapping[str, Any]) -> JobState:
         snapshot=snapshot,
         phase_since=doc.get("phase_since"),
         restarts=dict(doc.get("restarts") or {}),
+        recoveries={k: dict(v) for k, v in (doc.get("recoveries") or {}).items()},
+        last_reason=dict(doc.get("last_reason") or {}),
         gone=bool(doc.get("gone")),
         gone_since=doc.get("gone_since"),
+        hang=HangState(**(doc.get("hang") or {})),
     )
 
 
@@ -232,6 +256,56 @@ class Store:
         try:
             with self._transaction():
                 self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+
+    # -- discovered jobs ---------------------------------------------------------------------
+
+    def add_discovered(self, jobs: Mapping[str, Mapping[str, str]], now: float) -> None:
+        """Remember jobs found by discovery, with their labels, so that a restart watches them
+        again even once they no longer match the search (a finished job in its retention).
+        A job already known keeps its ``found_at`` and takes the new labels."""
+        if not jobs:
+            return
+        try:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO discovered(job_id, labels, found_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(job_id) DO UPDATE SET labels = excluded.labels",
+                    [
+                        (job_id, json.dumps(dict(labels), sort_keys=True), now)
+                        for job_id, labels in jobs.items()
+                    ],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot record jobs: {exc}") from exc
+
+    def load_discovered(self) -> dict[str, dict[str, str]]:
+        """The discovered jobs and their labels (a row that does not decode has none)."""
+        try:
+            rows = self._db.execute("SELECT job_id, labels FROM discovered").fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+        out: dict[str, dict[str, str]] = {}
+        for job_id, text in rows:
+            try:
+                labels = json.loads(text)
+            except ValueError:
+                labels = {}
+            ok = isinstance(labels, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+            )
+            out[job_id] = labels if ok else {}
+        return out
+
+    def forget_discovered(self, job_ids: Iterable[str]) -> None:
+        """Drop jobs from the discovered list (retired, or another shard's)."""
+        ids = [(job_id,) for job_id in job_ids]
+        if not ids:
+            return
+        try:
+            with self._transaction():
+                self._db.executemany("DELETE FROM discovered WHERE job_id = ?", ids)
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: {exc}") from exc
 

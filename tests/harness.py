@@ -162,6 +162,8 @@ def daemon_config(
         "events": {"sinks": [{"type": "log"}, {"type": "file", "path": str(tmp / "events.jsonl")}]},
         "server": {"listen": f"127.0.0.1:{port}"},
         "log": {"level": "info", "format": "json"},
+        # Hang detection runs on wall-clock windows; tests that want it turn it on.
+        "usage": {"enabled": False},
     }
     doc.update(overrides)
     path = tmp / "config.yaml"

@@ -15,6 +15,7 @@ import json
 import ssl
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -24,6 +25,7 @@ from monitor.errors import (
     NetworkError,
 )
 from monitor.modelarts.responses import excerpt, raise_for_status, request_id, retry_after
+from monitor.modelarts.schema import parse_job_events
 from monitor.modelarts.throttle import Throttle
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -77,6 +79,28 @@ class ModelArtsClient:
         """The job-detail body, undecoded, so a caller can tell an unchanged one at no cost."""
         return await self._get(f"/v2/{self.project_id}/training-jobs/{job_id}")
 
+    async def get_task_metrics(self, job_id: str, task: str) -> Any:
+        """One task's resource usage, decoded (``GET .../metrics/{task}``); see ``usage.py``."""
+        path = f"/v2/{self.project_id}/training-jobs/{job_id}/metrics/{quote(task, safe='')}"
+        return (await self._get(path)).json()
+
+    async def get_job_events(self, job_id: str, *, level: str, limit: int) -> list[dict[str, str]]:
+        """The job's newest events of one ``level`` (``Info | Warning | Error``), newest first,
+        as ``{time, level, message, source}`` dicts (``GET .../events``). Raises an ``ApiError``
+        subclass on any failure, like ``get_job``; the client's timeout bounds the throttle wait
+        and the request together, so a caller is never held longer than that."""
+        query = urlencode(
+            {"offset": 0, "limit": max(1, min(limit, 100)), "order": "desc", "level": level}
+        )
+        try:
+            async with asyncio.timeout(self._deadline):
+                body = await self._get(
+                    f"/v2/{self.project_id}/training-jobs/{job_id}/events?{query}"
+                )
+        except TimeoutError as exc:
+            raise ApiTimeout("no answer from ModelArts in time: TimeoutError") from exc
+        return parse_job_events(body.json())
+
     async def _get(self, path: str) -> Body:
         await self._throttle.acquire()
         try:
@@ -95,6 +119,30 @@ class ModelArtsClient:
             self._throttle.succeeded()
         raise_for_status(response)
         return Body(response.content, request_id(response), response.status_code)
+
+    async def search_jobs(self, body: dict[str, Any]) -> Any:
+        """One page of the job search (``POST .../training-job-searches``; ``offset`` is a page
+        index), decoded; raises an ``ApiError`` subclass on any failure, like ``get_job``."""
+        path = f"/v2/{self.project_id}/training-job-searches"
+        await self._throttle.acquire()
+        try:
+            async with (
+                asyncio.timeout(self._deadline),
+                self._http.stream("POST", path, json=body) as streamed,
+            ):
+                response = await _read_capped(streamed)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise ApiTimeout(f"no answer from ModelArts in time: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise NetworkError(f"cannot reach ModelArts: {type(exc).__name__}: {exc}") from exc
+        except httpx.DecodingError as exc:
+            raise InvalidResponse(f"body cannot be decoded: {exc}") from exc
+        if response.status_code == 429:
+            self._throttle.throttled(retry_after(response))
+        elif response.status_code < 300:
+            self._throttle.succeeded()
+        raise_for_status(response)
+        return Body(response.content, request_id(response), response.status_code).json()
 
 
 @dataclass(frozen=True, slots=True)

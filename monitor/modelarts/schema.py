@@ -52,6 +52,20 @@ RECOVER_STRATEGIES: tuple[str, ...] = (
     "job_reschedule",
     "job_reschedule_with_taint",
 )
+RECOVER_RECORD_STRATEGIES: tuple[str, ...] = ("npu_step_retry", *RECOVER_STRATEGIES)
+"""``recover_records[].recover``: the SDK documents ``npu_step_retry`` and five of ``end_recover``'s
+six; ``gpu_proc_restart`` is kept too, so a GPU job's in-place restart is not exported as other."""
+RECOVERING = "recovering"
+"""``recover_result`` of a recovery still in progress: documented, but not an outcome."""
+RECOVER_RESULTS: tuple[str, ...] = (
+    "success",
+    "failed",
+    "downgrade",
+    "terminated",
+    "quotaExceeded",
+)
+"""The documented outcomes of ``recover_records[].recover_result`` (SDK 3.1.219), ``recovering``
+left out: it is what a record says before it has an outcome."""
 TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
 OTHER = "other"
 
@@ -59,6 +73,19 @@ OTHER = "other"
 def bounded(value: str, documented: tuple[str, ...]) -> str:
     """Map a value onto a documented enum, or ``other``: the one rule for every enum label."""
     return value if value in documented else OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverRecord:
+    """One fault-tolerance action taken when a run ended abnormally (SDK-only field). Seconds."""
+
+    recover: str = ""
+    recover_result: str = ""
+    fault_scenario: str = ""
+    reason: str = ""
+    related_task: str = ""
+    recover_start_at: int | None = None
+    recover_end_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +99,7 @@ class RunningRecord:
     end_related_task: str = ""
     end_recover: str = ""
     end_recover_before_downgrade: str = ""
+    recover_records: tuple[RecoverRecord, ...] = ()
 
     @property
     def ended(self) -> bool:
@@ -200,7 +228,43 @@ def _record(raw: object, path: str) -> RunningRecord:
         end_recover_before_downgrade=_str(
             obj.get("end_recover_before_downgrade"), f"{path}.end_recover_before_downgrade"
         ),
+        recover_records=tuple(
+            _recover(r, f"{path}.recover_records[{i}]")
+            for i, r in enumerate(_list(obj.get("recover_records"), f"{path}.recover_records"))
+        ),
     )
+
+
+def _recover(raw: object, path: str) -> RecoverRecord:
+    obj = _obj(raw, path)
+    return RecoverRecord(
+        recover=_str(obj.get("recover"), f"{path}.recover"),
+        recover_result=_str(obj.get("recover_result"), f"{path}.recover_result"),
+        fault_scenario=_str(obj.get("fault_scenario"), f"{path}.fault_scenario"),
+        reason=_str(obj.get("reason"), f"{path}.reason"),
+        related_task=_str(obj.get("related_task"), f"{path}.related_task"),
+        recover_start_at=_int(obj.get("recover_start_at"), f"{path}.recover_start_at"),
+        recover_end_at=_int(obj.get("recover_end_at"), f"{path}.recover_end_at"),
+    )
+
+
+EVENT_FIELDS: tuple[str, ...] = ("time", "level", "message", "source")
+
+
+def parse_job_events(raw: object) -> list[dict[str, str]]:
+    """The ``events`` of a job-events response (``GET .../training-jobs/{id}/events``), each
+    reduced to ``time``, ``level``, ``message`` and ``source`` (missing ones empty), in the
+    order the API sent them; entries without a message are dropped. A wrong shape raises
+    ``InvalidResponse`` naming the field, as ``parse_job`` does."""
+    if not isinstance(raw, dict):
+        raise InvalidResponse(f"events body: expected a JSON object, got {type(raw).__name__}")
+    out = []
+    for i, item in enumerate(_list(raw.get("events"), "events")):
+        obj = _obj(item, f"events[{i}]")
+        event = {k: _str(obj.get(k), f"events[{i}].{k}") for k in EVENT_FIELDS}
+        if event["message"]:
+            out.append(event)
+    return out
 
 
 def _newest_point(raw: object) -> tuple[int | None, int | None]:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from monitor.simulator.checks import Checker, ScenarioError
+from monitor.simulator.events import parse_events
 from monitor.simulator.faults import parse_faults
 from monitor.simulator.iam import parse_iam
+from monitor.simulator.recovery import parse_recover_records
 from monitor.simulator.scenario import (
     DEFAULT_ENGINE,
     DEFAULT_FLAVOR,
@@ -28,6 +31,7 @@ from monitor.simulator.scenario import (
     Step,
     TaskStatus,
 )
+from monitor.simulator.usage import check_usage_tasks, parse_usage
 
 __all__ = ["ScenarioError", "builtin_scenario", "load_scenario", "parse_scenario"]
 
@@ -47,7 +51,18 @@ _JOB_KEYS = (
     "latency",
     "timeline",
 )
-_STEP_KEYS = ("at", "phase", "secondary_phase", "nodes", "run", "end_run", "task_statuses", "gone")
+_STEP_KEYS = (
+    "at",
+    "phase",
+    "secondary_phase",
+    "nodes",
+    "run",
+    "end_run",
+    "task_statuses",
+    "gone",
+    "usage",
+    "events",
+)
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -150,6 +165,7 @@ def _parse_job(c: Checker, raw: object, path: str) -> JobSpec | None:
         tasks = tuple(c.string(t, f"{path}.tasks[{i}]") or "" for i, t in enumerate(raw_tasks))
     latency = c.get(m, "latency", path, c.number, default=0.0)
     steps = _parse_timeline(c, m.get("timeline"), f"{path}.timeline") if "timeline" in m else []
+    check_usage_tasks(c, m.get("timeline"), tasks, f"{path}.timeline")
     if len(c.problems) > before or not steps:
         return None
     return JobSpec(
@@ -217,10 +233,13 @@ def _parse_step(c: Checker, raw: object, path: str) -> Step | None:
             run = c.get(r, "start_type", f"{path}.run", c.string, default="init_or_rescheduled")
     end_run: RunEnd | None = None
     if "end_run" in m:
-        e = c.mapping(m["end_run"], f"{path}.end_run", END_KEYS, required=None)
+        e = c.mapping(m["end_run"], f"{path}.end_run", (*END_KEYS, "recover_records"), None)
         if e is not None:
             p = f"{path}.end_run"
             end_run = RunEnd(*(c.get(e, k, p, c.string, default=None) for k in END_KEYS))
+            if "recover_records" in e:
+                recover = parse_recover_records(c, e["recover_records"], f"{p}.recover_records")
+                end_run = replace(end_run, recover_records=recover)
     task_statuses: tuple[TaskStatus, ...] | None = None
     if "task_statuses" in m:
         task_statuses = tuple(
@@ -229,9 +248,11 @@ def _parse_step(c: Checker, raw: object, path: str) -> Step | None:
             if (ts := _parse_task_status(c, item, f"{path}.task_statuses[{j}]")) is not None
         )
     gone = c.get(m, "gone", path, c.boolean, default=False)
+    usage = parse_usage(c, m["usage"], f"{path}.usage") if "usage" in m else ()
+    events = parse_events(c, m["events"], f"{path}.events") if "events" in m else ()
     if len(c.problems) > before:
         return None
-    return Step(at, phase, secondary, nodes, run, end_run, task_statuses, gone)
+    return Step(at, phase, secondary, nodes, run, end_run, task_statuses, gone, usage, events)
 
 
 def _parse_task_status(c: Checker, raw: object, path: str) -> TaskStatus | None:

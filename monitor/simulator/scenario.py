@@ -37,8 +37,21 @@ Scenario file format (YAML)::
             end_run: {end_reason: "process exited with 1", end_related_task: worker-1,
                       end_recover: proc_restart, end_recover_before_downgrade: proc_restart}
             run: {start_type: restarted}
+          - at: 20                 # utilisation from now on (percent 0..100, or -1: no data),
+            usage: {gpuUtil: 85, cpuUsage: 40, memUsage: 30, gpuMemUsage: 60}  # every task...
+          - at: 24
+            usage: {worker-0: {gpuUtil: 0}, worker-1: {gpuUtil: 0}}   # ...or per task
+          - at: 28
+            end_run:               # recover_records: the fault-tolerance steps of this run
+              end_recover: pod_reschedule
+              recover_records: [{recover: pod_reschedule, fault_scenario: node_fault,
+                                 reason: node NotReady, related_task: worker-0,
+                                 recover_result: success}]   # every key optional
+            run: {}
           - at: 30                 # replaces status.task_statuses
             task_statuses: [{task: worker-0, exit_code: 137, message: OOMKilled}]
+            events:                # job events recorded at this step's time
+              - {level: Error, message: "Process exited with code 137: OOMKilled", source: Job}
           - at: 40
             gone: true             # deleted: the API answers 400 ModelArts.2775 from now on
     faults:                        # optional: fault injection, on job-detail requests only
@@ -55,9 +68,15 @@ Scenario file format (YAML)::
 Semantics. State accumulates: a step sets only what it names, and a step with nothing but ``at``
 changes nothing (handy to mark the end of a scenario). ``run.start_type`` defaults to
 ``init_or_rescheduled``; every ``end_run`` key is optional and omitted from the record when
-absent. Opening a run while one is open, closing one when none is, a first step without a
-phase, and steps after ``gone`` are errors. Unknown keys are errors, and every error names its
-key path (``jobs[1].timeline[2].nodes: expected an integer, got 'four'``).
+absent. ``usage`` names either metrics (``cpuUsage, memUsage, gpuUtil, gpuMemUsage, npuUtil,
+npuMemUsage``; applied to every task) or tasks of the job (each mapping to such metrics); a
+metric not named keeps its value, and every metric is -1 (no data) before any ``usage`` step.
+An event's ``level`` is ``Error``, ``Warning`` or ``Info``, its ``source`` defaults to ``Job``.
+``recover_records`` sits inside ``end_run``; its records get ``recover_start_at`` =
+``recover_end_at`` = the step's time in seconds. Opening a run while one is open, closing one
+when none is, a first step without a phase, and steps after ``gone`` are errors. Unknown keys
+are errors, and every error names its key path (``jobs[1].timeline[2].nodes: expected an
+integer, got 'four'``).
 
 With ``iam`` users, a job request may carry a valid ``X-Auth-Token`` instead of (or, with AK/SK
 credentials configured too, as well as) a signature; ``faults`` never touch IAM or ``/_sim``.
@@ -69,7 +88,9 @@ Time mapping, with ``now = epoch + at`` for the step at ``at``:
 * ``status.duration`` = ms from start_time to the current scenario time, frozen at the step that
   made the phase terminal (Completed, Failed, Terminated, Abnormal); 0 before the start;
 * ``node_count_metrics`` points are ``[ms, nodes]``; running records' ``start_at``/``end_at`` are
-  whole **seconds**, and an open record has no ``end_at`` -- the units of the real API.
+  whole **seconds**, and an open record has no ``end_at`` -- the units of the real API;
+* the task metrics endpoint samples ``usage`` once a scenario minute (``usage.py``: -1 while
+  the job is not running), and event times are ISO 8601 at +08:00 (``events.py``).
 """
 
 from __future__ import annotations
@@ -81,8 +102,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor.modelarts.schema import TERMINAL_PHASES
+from monitor.simulator.events import JobEvent
 from monitor.simulator.faults import FaultConfig
 from monitor.simulator.iam import IamConfig
+from monitor.simulator.recovery import RecoverRecord, render_recover_record
+from monitor.simulator.usage import UsageSet
 
 __all__ = [
     "Engine",
@@ -124,6 +148,8 @@ class RunEnd:
     end_related_task: str | None = None
     end_recover: str | None = None
     end_recover_before_downgrade: str | None = None
+    recover_records: tuple[RecoverRecord, ...] = field(default=(), kw_only=True)
+    """Rendered as ``recover_records``, both timestamps the closing step's (``recovery.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +172,10 @@ class Step:
     end_run: RunEnd | None = None
     task_statuses: tuple[TaskStatus, ...] | None = None
     gone: bool = False
+    usage: tuple[UsageSet, ...] = ()
+    """Utilisation from this step on (``usage.py``); not part of ``JobState``."""
+    events: tuple[JobEvent, ...] = ()
+    """Job events recorded at this step's time (``events.py``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +356,9 @@ def _record(r: Record, sec: Callable[[float], int]) -> dict[str, Any]:
             value = getattr(r.ending, key)
             if value is not None:
                 out[key] = value
+        recovered = r.ending.recover_records
+        if recovered and r.end is not None:
+            out["recover_records"] = [render_recover_record(x, sec(r.end)) for x in recovered]
     return out
 
 

@@ -18,10 +18,19 @@ so that nothing waits on wall time. Endpoints:
   With IAM users configured, a valid ``X-Auth-Token`` is accepted too (AK/SK still is, when
   credentials are set); a missing, unknown, expired or revoked token gets 401 ``APIG.0301``.
   With fault injection, the answer may be a fault instead (``faults.py``).
+* ``POST /v2/{project_id}/training-job-searches``: the job search (``search.py``): a page of
+  the job-detail documents of the jobs that exist now and match the filters, or 400
+  ``ModelArts.0101`` for a malformed body. Signed like the job-detail endpoint; never faulted.
+* ``GET /v2/{project_id}/training-jobs/{training_job_id}/metrics/{task_id}`` and
+  ``GET /v2/{project_id}/training-jobs/{training_job_id}/events``: a task's resource usage
+  (``usage.py``) and the job's events (``events.py``), served by ``telemetry.py``; signed like
+  the job-detail endpoint, never faulted, no ``latency``.
 * ``POST /v3/auth/tokens``: IAM password authentication (``iam.py``); 201 + ``X-Subject-Token``.
 * ``GET /_sim/state``: ``{"time", "end_time", "finished", "requests"}``, plus
   ``"ok_requests"`` (per job: fault-free answers) and ``"faults"`` (per kind) when fault
-  injection is configured, and ``"tokens_issued"`` when IAM is.
+  injection is configured, ``"tokens_issued"`` when IAM is, and ``"search_requests"`` (a
+  count) once the job search has been used; ``"metrics_requests"`` and ``"events_requests"``
+  (per job id) once those endpoints have been used.
 * ``POST /_sim/advance`` with ``{"seconds": n}`` or ``{"to": t}``: moves scenario time, answers
   the new state.
 * ``GET /_sim/faults``, ``POST /_sim/faults`` with any subset of the scenario's ``faults`` block
@@ -61,6 +70,8 @@ from monitor.simulator.iam import (
     parse_auth_request,
 )
 from monitor.simulator.scenario import Scenario
+from monitor.simulator.search import BAD_REQUEST_CODE, SearchError, search
+from monitor.simulator.telemetry import telemetry_routes
 
 __all__ = ["SIMULATOR", "Simulator", "make_app", "start", "stop"]
 
@@ -107,6 +118,11 @@ class Simulator:
         """Job-detail requests per requested job id (400s included, rejected signatures not)."""
         self.ok_requests: dict[str, int] = {}
         """Of those, the ones answered correctly and without a fault (200 or 400 ModelArts.2775)."""
+        self.search_requests = 0
+        """Job-search requests (400s included, rejected signatures not)."""
+        self.metrics_requests: dict[str, int] = {}
+        self.events_requests: dict[str, int] = {}
+        """Task-metrics and job-events requests per job id (``telemetry.py``)."""
         if faults is None:
             faults = scenario.faults
         elif not isinstance(faults, FaultConfig):
@@ -154,6 +170,10 @@ class Simulator:
         job = self.scenario.job(job_id)
         return None if job is None else job.document(self.now(), self.epoch)
 
+    def search(self, body: object) -> dict[str, Any]:
+        """The job-search answer now (``search.py``); ``SearchError`` if ``body`` is invalid."""
+        return search(self.scenario.jobs, body, self.now(), self.epoch)
+
     def configure_faults(self, update: Mapping[str, Any]) -> FaultConfig:
         """Change any subset of the fault configuration (``ScenarioError`` if invalid); a
         ``seed`` key restarts the generator."""
@@ -178,6 +198,12 @@ class Simulator:
             state["faults"] = dict(self.faults.counts)
         if self.iam is not None:
             state["tokens_issued"] = len(self.iam.issued())
+        if self.search_requests:
+            state["search_requests"] = self.search_requests
+        if self.metrics_requests:
+            state["metrics_requests"] = dict(self.metrics_requests)
+        if self.events_requests:
+            state["events_requests"] = dict(self.events_requests)
         return state
 
     def app(self) -> web.Application:
@@ -192,7 +218,9 @@ def make_app(sim: Simulator) -> web.Application:
     app = web.Application(middlewares=[_request_id_and_auth])
     app[SIMULATOR] = sim
     app.router.add_get("/v2/{project_id}/training-jobs/{training_job_id}", _job_detail)
+    app.router.add_post("/v2/{project_id}/training-job-searches", _job_search)
     app.router.add_post("/v3/auth/tokens", _issue_token)
+    app.add_routes(telemetry_routes(sim))
     app.add_routes(admin_routes(sim))
     return app
 
@@ -297,6 +325,20 @@ async def _job_detail(request: web.Request) -> web.StreamResponse:
         # Nothing is sent: writing to the aborted transport fails and aiohttp drops it quietly.
         return web.Response(status=500)
     return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+async def _job_search(request: web.Request) -> web.StreamResponse:
+    sim = request.app[SIMULATOR]
+    sim.search_requests += 1
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    try:
+        answer = sim.search(body)
+    except SearchError as exc:
+        return json_response(400, {"error_code": BAD_REQUEST_CODE, "error_msg": str(exc)})
+    return json_response(200, answer)
 
 
 def _not_found(job_id: str) -> dict[str, Any]:

@@ -392,3 +392,19 @@ async def test_a_closed_port_is_a_network_error() -> None:
     async with ModelArtsClient(f"http://127.0.0.1:{port}", PROJECT, timeout=5.0) as client:
         with pytest.raises(NetworkError):
             await client.get_job("job-loop-1")
+
+
+async def test_the_aiohttp_transport_keeps_errors_honest() -> None:
+    """A refused connection and a dropped one are network errors, not timeouts."""
+    import socket
+
+    from monitor.errors import NetworkError
+    from monitor.modelarts.transport import build_transport
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    transport = build_transport("aiohttp", verify=True, max_connections=4)
+    async with ModelArtsClient(f"http://127.0.0.1:{port}", "p", transport=transport) as client:
+        with pytest.raises(NetworkError):
+            await client.get_job("job-1")

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from monitor.diff import JobGone, JobState, diff, observe, restart_counts
+from monitor.diff import (
+    MAX_RECOVER_RECORDS,
+    TEXT_LIMIT,
+    JobGone,
+    JobState,
+    diff,
+    observe,
+    recovery_counts,
+    restart_counts,
+)
 from monitor.modelarts.schema import JobSnapshot, parse_job
 from tests.conftest import job_doc
 
@@ -93,6 +103,7 @@ CASES = [
                     "end_related_task": "worker-1",
                     "end_recover": "proc_restart",
                     "end_recover_before_downgrade": "proc_restart",
+                    "recover_records": [],
                 },
             ),
             ("run_started", {"index": 1, "start_at": 210, "start_type": "restarted"}),
@@ -112,6 +123,7 @@ CASES = [
                     "end_related_task": "worker-1",
                     "end_recover": "proc_restart",
                     "end_recover_before_downgrade": "proc_restart",
+                    "recover_records": [],
                 },
             ),
             ("run_started", {"index": 1, "start_at": 210, "start_type": "restarted"}),
@@ -124,6 +136,7 @@ CASES = [
                     "end_related_task": "worker-0",
                     "end_recover": "pod_reschedule",
                     "end_recover_before_downgrade": "",
+                    "recover_records": [],
                 },
             ),
             ("run_started", {"index": 2, "start_at": 320, "start_type": "init_or_rescheduled"}),
@@ -255,3 +268,93 @@ def test_not_found_for_a_job_never_seen() -> None:
     state, events = observe(None, JobGone("ghost"), 1.0)
     assert state == JobState(job_id="ghost", gone=True, gone_since=1.0)
     assert [(e.type, e.job_name) for e in events] == [("not_found", "")]
+
+
+# -- recoveries (running_records[].recover_records[]) ------------------------------------------
+
+
+def rec(recover: str, result: str, **kw: Any) -> dict[str, Any]:
+    return {"recover": recover, "recover_result": result, **kw}
+
+
+def faulted(*recover_records: dict[str, Any], start_at: int = 100) -> dict[str, Any]:
+    return {**RUN0_FAULT, "start_at": start_at, "recover_records": list(recover_records)}
+
+
+def test_recovery_counts_count_outcomes_by_strategy_and_result_only_where_they_occur() -> None:
+    counts = recovery_counts(
+        snap(
+            records=[
+                faulted(rec("npu_proc_restart", "downgrade"), rec("job_reschedule", "success")),
+                faulted(rec("job_reschedule", "success"), rec("gpu_proc_restart", "failed")),
+                faulted(rec("teleport", "success"), rec("proc_restart", "rolled_dice")),
+                faulted(rec("npu_step_retry", "recovering"), rec("pod_reschedule", "")),
+                RUN2,
+            ]
+        )
+    )
+    assert counts == {
+        "npu_proc_restart": {"downgrade": 1},
+        "job_reschedule": {"success": 2},
+        "gpu_proc_restart": {"failed": 1},
+        "other": {"success": 1},
+        "proc_restart": {"other": 1},
+    }, "recovering and empty results are not outcomes yet; undocumented values are other"
+
+
+def test_recoveries_never_go_down_and_a_seen_combination_stays() -> None:
+    s1, _ = observe(None, snap(records=[faulted(rec("proc_restart", "success")), RUN1]), 1.0)
+    assert s1.recoveries == {"proc_restart": {"success": 1}}
+    s2, _ = observe(s1, snap(records=[RUN1]), 2.0)  # the API forgot the faulted record
+    assert s2.recoveries == {"proc_restart": {"success": 1}}
+    s3, _ = observe(
+        s2,
+        snap(
+            records=[faulted(rec("proc_restart", "failed"), rec("proc_restart", "success")), RUN1]
+        ),
+        3.0,
+    )
+    assert s3.recoveries == {"proc_restart": {"success": 1, "failed": 1}}
+    s4, _ = observe(s3, JobGone(s3.job_id), 4.0)
+    assert s4.recoveries == s3.recoveries
+
+
+def test_a_recovery_in_progress_is_counted_once_when_its_outcome_arrives() -> None:
+    s1, _ = observe(None, snap(records=[faulted(rec("pod_reschedule", "recovering"))]), 1.0)
+    assert s1.recoveries == {}
+    s2, _ = observe(s1, snap(records=[faulted(rec("pod_reschedule", "success"))]), 2.0)
+    assert s2.recoveries == {"pod_reschedule": {"success": 1}}
+
+
+def test_run_ended_carries_the_newest_ten_recover_records_with_free_text_clipped() -> None:
+    records = [
+        rec("proc_restart", "failed", reason=f"r{i}", recover_start_at=i, recover_end_at=i + 1)
+        for i in range(11)
+    ]
+    records[-1] |= {"reason": "x" * 1000, "fault_scenario": "y" * 400, "related_task": "worker-0"}
+    (ended, _started) = diff(snap(records=[RUN0]), snap(records=[faulted(*records), RUN1]), NOW)
+    assert ended.type == "run_ended"
+    details = ended.data["recover_records"]
+    assert len(details) == MAX_RECOVER_RECORDS == 10
+    assert details[0] == {
+        "recover": "proc_restart",
+        "recover_result": "failed",
+        "fault_scenario": "",
+        "reason": "r1",
+        "related_task": "",
+        "recover_start_at": 1,
+        "recover_end_at": 2,
+    }, "the oldest record is the one left out"
+    last = details[-1]
+    assert len(last["reason"]) == len(last["fault_scenario"]) == TEXT_LIMIT == 300
+    assert last["reason"].endswith("…") and last["related_task"] == "worker-0"
+    again = diff(snap(records=[RUN0]), snap(records=[faulted(), RUN1]), NOW)[0]
+    assert again.id == ended.id, "the records are data: they never change the event's id"
+
+
+def test_observe_carries_the_last_reason_forward() -> None:
+    reason = {"level": "Error", "time": "2022-11-26T16:03:41+08:00", "message": "OOM"}
+    s1, _ = observe(None, snap(phase="Running"), 1.0)
+    s2, _ = observe(replace(s1, last_reason=reason), snap(phase="Failed"), 2.0)
+    s3, _ = observe(s2, JobGone(s2.job_id), 3.0)
+    assert s2.last_reason == s3.last_reason == reason

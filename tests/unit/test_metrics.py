@@ -228,3 +228,74 @@ def test_metrics_doc_matches_the_code() -> None:
 def test_seed_fixture_is_the_reference_example() -> None:
     doc = json.loads((FIXTURES / "seed_job.json").read_text(encoding="utf-8"))
     assert doc["metadata"]["id"] == "3faf5c03-aaa1-4cbe-879d-24b05d997347"
+
+
+RECOVERIES = "modelarts_training_job_recoveries_total"
+
+
+def recovery_doc(*pairs: tuple[str, str]) -> dict[str, Any]:
+    recover_records = [{"recover": r, "recover_result": k, "reason": "why"} for r, k in pairs]
+    return job_doc(records=[{"start_at": 1, "end_at": 2, "recover_records": recover_records}])
+
+
+def recoveries(text: str) -> dict[tuple[str, str], float]:
+    return {
+        (dict(k)["recover"], dict(k)["recover_result"]): v
+        for k, v in samples(text, RECOVERIES).items()
+    }
+
+
+def test_recoveries_export_only_the_combinations_that_occurred_with_bounded_labels() -> None:
+    store = SeriesStore()
+    doc = recovery_doc(
+        ("npu_proc_restart", "downgrade"),
+        ("job_reschedule", "success"),
+        ("job_reschedule", "success"),
+        ("teleport", "quantum_success"),
+        ("pod_reschedule", "recovering"),
+    )
+    store.update(state_of(doc), {"team": "nlp"})
+    text = scrape(store)
+    assert recoveries(text) == {
+        ("npu_proc_restart", "downgrade"): 1,
+        ("job_reschedule", "success"): 2,
+        ("other", "other"): 1,
+    }
+    assert "teleport" not in text and "quantum" not in text and "why" not in text
+    assert all(dict(k)["team"] == "nlp" and dict(k)["job_id"] for k in samples(text, RECOVERIES))
+
+
+def test_a_job_without_recoveries_has_only_the_family_header() -> None:
+    store = SeriesStore()
+    store.update(state_of(job_doc()), {})
+    text = scrape(store)
+    assert f"# TYPE {RECOVERIES} counter" in text
+    assert recoveries(text) == {}
+
+
+def test_recoveries_never_decrease_when_the_api_returns_fewer_records() -> None:
+    store = SeriesStore()
+    first = state_of(recovery_doc(("proc_restart", "success"), ("proc_restart", "failed")))
+    store.update(first, {})
+    later = state_of(recovery_doc(("proc_restart", "failed")), prev=first)
+    store.update(later, {})
+    assert recoveries(scrape(store)) == {
+        ("proc_restart", "success"): 1,
+        ("proc_restart", "failed"): 1,
+    }
+    grown = state_of(recovery_doc(*[("proc_restart", "failed")] * 3), prev=later)
+    store.update(grown, {})
+    assert recoveries(scrape(store))[("proc_restart", "failed")] == 3
+
+
+def test_usage_series_per_task_absent_without_data_and_dropped_on_request() -> None:
+    store = SeriesStore()
+    state = state_of(job_doc())
+    store.update(state, {})
+    store.set_usage(state.job_id, {"worker-0": {"gpuUtil": 0.8, "cpuUsage": 0.1}, "worker-1": {}})
+    text = scrape(store)
+    gpu = samples(text, "modelarts_training_job_task_gpu_utilization_ratio")
+    assert {dict(k)["task"]: v for k, v in gpu.items()} == {"worker-0": 0.8}
+    assert samples(text, "modelarts_training_job_task_npu_utilization_ratio") == {}
+    store.set_usage(state.job_id, None)
+    assert samples(scrape(store), "modelarts_training_job_task_cpu_usage_ratio") == {}

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import pytest
 
 from monitor.errors import InvalidResponse
-from monitor.modelarts.schema import JobSnapshot, bounded, parse_job
+from monitor.modelarts.schema import (
+    RECOVER_RECORD_STRATEGIES,
+    RECOVER_RESULTS,
+    RECOVERING,
+    JobSnapshot,
+    RecoverRecord,
+    bounded,
+    parse_job,
+    parse_job_events,
+)
 from tests.conftest import SEED_ID, job_doc
 
 
@@ -152,3 +162,139 @@ def test_snapshot_has_no_mutable_containers() -> None:
     )
     assert isinstance(snap, JobSnapshot)
     assert isinstance(snap.running_records, tuple) and isinstance(snap.task_statuses, tuple)
+
+
+# -- recover_records (SDK-only: running_records[].recover_records[]) ---------------------------
+
+RECOVER = {
+    "recover_start_at": 1700000100,
+    "recover_end_at": 1700000160.0,
+    "recover": "npu_proc_restart",
+    "fault_scenario": "chip_fault",
+    "reason": "NPU HBM ECC error",
+    "related_task": "worker-1",
+    "recover_result": "downgrade",
+    "brand_new": {"ignored": True},
+}
+
+
+def test_recover_records_parse_into_immutable_records() -> None:
+    snap = parse_job(job_doc(records=[{"start_at": 1, "end_at": 2, "recover_records": [RECOVER]}]))
+    (rec,) = snap.running_records[0].recover_records
+    assert rec == RecoverRecord(
+        recover="npu_proc_restart",
+        recover_result="downgrade",
+        fault_scenario="chip_fault",
+        reason="NPU HBM ECC error",
+        related_task="worker-1",
+        recover_start_at=1700000100,
+        recover_end_at=1700000160,
+    )
+    assert isinstance(snap.running_records[0].recover_records, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.recover = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"start_at": 1}, ()),
+        ({"start_at": 1, "recover_records": None}, ()),
+        ({"start_at": 1, "recover_records": []}, ()),
+        ({"start_at": 1, "recover_records": [None]}, (RecoverRecord(),)),
+        (
+            {"start_at": 1, "recover_records": [{"recover": None, "recover_end_at": None}]},
+            (RecoverRecord(),),
+        ),
+        (
+            {"start_at": 1, "recover_records": [{"recover_result": "rolled_dice"}]},
+            (RecoverRecord(recover_result="rolled_dice"),),
+        ),
+    ],
+    ids=["missing", "null", "empty", "null-item", "null-fields", "undocumented-result-kept-raw"],
+)
+def test_recover_records_tolerate_missing_and_null(
+    record: dict[str, Any], expected: tuple[RecoverRecord, ...]
+) -> None:
+    assert parse_job(job_doc(records=[record])).running_records[0].recover_records == expected
+
+
+@pytest.mark.parametrize(
+    ("recover_records", "field"),
+    [
+        ("none", "status.running_records[0].recover_records"),
+        ([7], "status.running_records[0].recover_records[0]"),
+        ([{"recover": 3}], "status.running_records[0].recover_records[0].recover"),
+        ([{"recover_result": []}], "status.running_records[0].recover_records[0].recover_result"),
+        ([{}, {"reason": {}}], "status.running_records[0].recover_records[1].reason"),
+        (
+            [{"recover_start_at": "soon"}],
+            "status.running_records[0].recover_records[0].recover_start_at",
+        ),
+        ([{"recover_end_at": 1.5}], "status.running_records[0].recover_records[0].recover_end_at"),
+    ],
+)
+def test_recover_records_of_the_wrong_type_name_the_path(recover_records: Any, field: str) -> None:
+    doc = job_doc(records=[{"start_at": 1, "recover_records": recover_records}])
+    with pytest.raises(InvalidResponse, match=re.escape(field)):
+        parse_job(doc)
+
+
+def test_recover_label_sets_cover_the_sdk_documented_values() -> None:
+    assert set(RECOVER_RECORD_STRATEGIES) == {
+        "npu_step_retry",
+        "npu_proc_restart",
+        "gpu_proc_restart",
+        "proc_restart",
+        "pod_reschedule",
+        "job_reschedule",
+        "job_reschedule_with_taint",
+    }
+    assert set(RECOVER_RESULTS) == {"success", "failed", "downgrade", "terminated", "quotaExceeded"}
+    assert RECOVERING not in RECOVER_RESULTS
+
+
+# -- job events (GET .../training-jobs/{id}/events) -------------------------------------------
+
+
+def test_job_events_keep_time_level_message_and_source_in_api_order() -> None:
+    body = {
+        "total": 2,
+        "limit": 10,
+        "events": [
+            {
+                "time": "2022-11-26T16:03:41+08:00",
+                "level": "Error",
+                "message": "failed.",
+                "source": "Job",
+                "extra": 1,
+            },
+            {"time": "2022-11-26T16:00:00+08:00", "level": "Error", "message": "OOM"},
+            {"time": "2022-11-26T15:00:00+08:00", "level": "Error", "message": ""},
+        ],
+    }
+    assert parse_job_events(body) == [
+        {
+            "time": "2022-11-26T16:03:41+08:00",
+            "level": "Error",
+            "message": "failed.",
+            "source": "Job",
+        },
+        {"time": "2022-11-26T16:00:00+08:00", "level": "Error", "message": "OOM", "source": ""},
+    ]
+    assert parse_job_events({"total": 0}) == [] and parse_job_events({"events": None}) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "events body"),
+        ({"events": {}}, "events"),
+        ({"events": ["x"]}, "events[0]"),
+        ({"events": [{"message": "ok"}, {"message": 5}]}, "events[1].message"),
+        ({"events": [{"message": "ok", "time": 1669449821}]}, "events[0].time"),
+    ],
+)
+def test_job_events_of_the_wrong_shape_name_the_field(body: Any, field: str) -> None:
+    with pytest.raises(InvalidResponse, match=re.escape(field)):
+        parse_job_events(body)

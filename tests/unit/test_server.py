@@ -188,3 +188,30 @@ async def test_metrics_is_plain_when_the_scraper_does_not_ask(http: httpx.AsyncC
         raw = b"".join([chunk async for chunk in r.aiter_raw()])
     assert "content-encoding" not in r.headers
     assert raw == BODY
+
+
+async def test_landing_page_shows_each_jobs_last_reason_escaped(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.rows = [
+        JobRow(
+            SEED_ID,
+            "bert",
+            "Failed",
+            "Failed",
+            True,
+            NOW,
+            1,
+            last_reason="Error 2022-11-26T16:03:41+08:00: <img src=x onerror=alert(1)> & OOM",
+        ),
+        JobRow("job-2", "ok-job", "Running", "Running", True, NOW, 0),
+    ]
+    page = (await http.get("/")).text
+    assert "<th>last reason</th>" in page
+    first, second = page.split("<tr>")[2:4]
+    assert (
+        "<td>Error 2022-11-26T16:03:41+08:00: &lt;img src=x onerror=alert(1)&gt; &amp; OOM</td>"
+        in first
+    )
+    assert "<img" not in page
+    assert "<td>0</td><td>-</td></tr>" in second, "a job without a reason shows a dash"

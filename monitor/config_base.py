@@ -1,0 +1,81 @@
+"""The value types the settings schema is built from: durations, strict models, label names.
+
+Shared by ``config.py`` (the schema and loading) and ``config_scale.py`` (sharding and
+discovery), and re-exported by ``config.py``, which is where callers import them from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+RESERVED_LABELS = frozenset(
+    {
+        "job_id",
+        "job_name",
+        "phase",
+        "secondary_phase",
+        "end_recover",
+        "task",
+        "result",
+        "type",
+        "version",
+        "sink",
+        "le",
+        "quantile",
+        "workspace_id",
+        "user_name",
+        "engine_name",
+        "engine_version",
+        "flavor_id",
+        "flavor_type",
+        "pool_id",
+    }
+)
+"""Label names the monitor sets itself; a job label with one of these names would clash."""
+
+
+def parse_duration(value: object) -> float:
+    """``"500ms"``, ``"15s"``, ``"5m"``, ``"1h"`` or a number of seconds, as float seconds > 0."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 500ms, 15s, 5m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration such as 500ms, 15s, 5m, 1h")
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration")
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+NonNegativeDuration = Annotated[
+    float, BeforeValidator(lambda v: 0.0 if v in (0, "0", "0s", "0ms") else parse_duration(v))
+]
+
+
+class Model(BaseModel):
+    """A settings block: unknown keys are errors, and settings never change once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Job labels: valid Prometheus label names, none of them one the monitor sets itself."""
+    for name in labels:
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"{name!r} is not a valid Prometheus label name")
+        if name in RESERVED_LABELS:
+            raise ValueError(f"{name!r} is set by the monitor itself; choose another name")
+    return labels
