@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from monitor.simulator import Simulator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_ID = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
@@ -68,3 +74,41 @@ def job_doc(
 @pytest.fixture
 def make_doc() -> Callable[..., dict[str, Any]]:
     return job_doc
+
+
+class Serve(Protocol):
+    async def __call__(self, sim: Simulator, **client_kw: Any) -> httpx.AsyncClient: ...
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start simulators on 127.0.0.1:0; yields a coroutine function returning an httpx client
+    for each, and stops them all afterwards."""
+    from monitor.simulator import start, stop
+
+    runners: list[Any] = []
+    clients: list[httpx.AsyncClient] = []
+
+    async def _serve(sim: Simulator, **client_kw: Any) -> httpx.AsyncClient:
+        access_log = client_kw.pop("access_log", False)
+        runner, port = await start(sim, "127.0.0.1", 0, access_log=access_log)
+        runners.append(runner)
+        client_kw.setdefault("trust_env", False)
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", **client_kw)
+        clients.append(client)
+        return client
+
+    yield _serve
+    for client in clients:
+        await client.aclose()
+    for runner in runners:
+        await stop(runner)
+
+
+async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll ``condition`` every 10 ms until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)

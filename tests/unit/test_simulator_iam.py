@@ -10,15 +10,14 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import pytest
 import yaml
-from aiohttp import web
 
 from monitor.cli import build_parser, main
 from monitor.modelarts.auth import AkSkAuth
@@ -30,9 +29,8 @@ from monitor.simulator import (
     Simulator,
     builtin_scenario,
     parse_scenario,
-    start,
-    stop,
 )
+from tests.conftest import Serve
 
 EPOCH = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 BERT = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
@@ -82,30 +80,6 @@ def auth_body(
             "scope": {"project": {"id": project}},
         }
     }
-
-
-class Serve(Protocol):
-    async def __call__(self, sim: Simulator, **kw: Any) -> httpx.AsyncClient: ...
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a simulator on 127.0.0.1:0; yields a coroutine returning an httpx client for it."""
-    runners: list[web.AppRunner] = []
-    clients: list[httpx.AsyncClient] = []
-
-    async def _serve(sim: Simulator, **kw: Any) -> httpx.AsyncClient:
-        runner, port = await start(sim, "127.0.0.1", 0, access_log=kw.pop("access_log", False))
-        runners.append(runner)
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False, **kw)
-        clients.append(client)
-        return client
-
-    yield _serve
-    for client in clients:
-        await client.aclose()
-    for runner in runners:
-        await stop(runner)
 
 
 async def issue(http: httpx.AsyncClient, **kw: str) -> str:

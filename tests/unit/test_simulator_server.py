@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pytest
-from aiohttp import web
 
 from monitor.modelarts.auth import AkSkAuth
 from monitor.modelarts.schema import parse_job
 from monitor.simulator import Simulator, builtin_scenario, parse_scenario, start, stop
+from tests.conftest import Serve
 
 EPOCH = 1_700_000_000.0
 BERT = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
@@ -31,30 +29,6 @@ class FakeClock:
 
 def manual_sim(**kw: Any) -> Simulator:
     return Simulator(builtin_scenario(), manual_clock=True, wall_clock=lambda: EPOCH, **kw)
-
-
-class Serve(Protocol):
-    async def __call__(self, sim: Simulator, **client_kw: Any) -> httpx.AsyncClient: ...
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a simulator on 127.0.0.1:0; yields a coroutine function returning an httpx client."""
-    runners: list[web.AppRunner] = []
-    clients: list[httpx.AsyncClient] = []
-
-    async def _serve(sim: Simulator, **client_kw: Any) -> httpx.AsyncClient:
-        runner, port = await start(sim, "127.0.0.1", 0)
-        runners.append(runner)
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", **client_kw)
-        clients.append(client)
-        return client
-
-    yield _serve
-    for client in clients:
-        await client.aclose()
-    for runner in runners:
-        await stop(runner)
 
 
 # --- the pure Simulator -------------------------------------------------------------------------

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import pytest
-from aiohttp import web
 
 from monitor.modelarts.auth import AkSkAuth
-from monitor.simulator import Simulator, builtin_scenario, parse_scenario, start, stop
+from monitor.simulator import Simulator, builtin_scenario, parse_scenario
 from monitor.simulator.loader import ScenarioError
 from monitor.simulator.scenario import JobSpec, Scenario
 from monitor.simulator.usage import METRICS, POINTS, task_metrics, usage_at
+from tests.conftest import Serve
 
 EPOCH = 1_700_000_000.0
 BERT = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
@@ -201,30 +199,6 @@ def test_demo_gpu_jobs_report_gpu_and_the_cpu_job_reports_none(demo: Scenario) -
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
-
-
-class Serve(Protocol):
-    async def __call__(self, sim: Simulator, **client_kw: Any) -> httpx.AsyncClient: ...
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a simulator on 127.0.0.1:0; yields a coroutine function returning an httpx client."""
-    runners: list[web.AppRunner] = []
-    clients: list[httpx.AsyncClient] = []
-
-    async def _serve(sim: Simulator, **client_kw: Any) -> httpx.AsyncClient:
-        runner, port = await start(sim, "127.0.0.1", 0)
-        runners.append(runner)
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", **client_kw)
-        clients.append(client)
-        return client
-
-    yield _serve
-    for client in clients:
-        await client.aclose()
-    for runner in runners:
-        await stop(runner)
 
 
 def demo_sim(**kw: Any) -> Simulator:

@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,10 @@ from monitor.dispatcher import Dispatcher
 from monitor.events import new_event, to_cloudevent
 from monitor.sinks import CloudEvent, ConsoleSink, FileSink, LogSink, describe
 from monitor.store import Store
-from tests.conftest import SEED_ID
+from tests.conftest import SEED_ID, wait_for
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 CLOCK = "08:00:00"
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` every 10 ms; fail the test if it is not true within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 def cloud(
