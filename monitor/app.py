@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
 from aiohttp import web
@@ -295,8 +295,9 @@ class App:
         except Exception:  # housekeeping must outlive a bug in itself
             log.exception("housekeeping_crashed")
 
-    def render_metrics(self) -> bytes:
-        return self.series.render(tail=self.metrics.render())
+    def render_metrics(self) -> Iterator[bytes]:
+        yield from self.series.sections()
+        yield self.metrics.render()
 
     def overview(self) -> list[JobRow]:
         rows = []

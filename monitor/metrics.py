@@ -16,16 +16,10 @@ they carry each job's own label set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics import disable_created_metrics
-
-from monitor import __version__
 from monitor.diff import JobState
-from monitor.errors import POLL_RESULTS
-from monitor.events import EVENT_TYPES
 from monitor.modelarts.schema import (
     OTHER,
     PHASES,
@@ -36,7 +30,10 @@ from monitor.modelarts.schema import (
     JobSnapshot,
     bounded,
 )
+from monitor.monitor_metrics import MonitorMetrics
 from monitor.usage import USAGE_METRICS
+
+__all__ = ["FAMILIES", "JOB_FAMILIES", "MonitorMetrics", "SeriesStore", "metrics_doc"]
 
 Sample = tuple[Mapping[str, str], float]
 CACHED = " Cached from the last successful poll."
@@ -350,107 +347,21 @@ class SeriesStore:
     def remove(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
 
-    def render(self, tail: bytes = b"") -> bytes:
-        """The exposition text, with ``tail`` (the monitor's own metrics) in the same join, so
-        tens of MB are copied once, not twice."""
-        entries = list(self._jobs.values())
-        chunks = [family.header for family in FAMILIES]
-        return b"".join(
-            [
-                c
-                for i, header in enumerate(chunks)
-                for c in (header, *(e.chunks[i] for e in entries))
-            ]
-            + [tail]
-        )
+    def sections(self) -> Iterator[bytes]:
+        """The exposition text one family at a time, joined as it is asked for, so the server
+        sends a section while the next is joined, and never holds tens of MB twice."""
+        entries = [e.chunks for e in self._jobs.values()]
+        for i, family in enumerate(FAMILIES):
+            yield family.header + b"".join([chunks[i] for chunks in entries])
+
+    def render(self) -> bytes:
+        return b"".join(self.sections())
 
     def _render_health(self, entry: _JobEntry) -> None:
         up: list[Sample] = [({}, 1.0 if entry.up else 0.0)]
         entry.chunks[_UP] = _render(FAMILIES[_UP].name, entry.prefix, up)
         success = _one(entry.last_success)
         entry.chunks[_LAST_SUCCESS] = _render(FAMILIES[_LAST_SUCCESS].name, entry.prefix, success)
-
-
-class MonitorMetrics:
-    """The monitor's own counters, on a registry of its own (no process-global state)."""
-
-    def __init__(self) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.polls = Counter(
-            "modelarts_monitor_polls",
-            "Polls of the job-detail API by result.",
-            ["result"],
-            registry=self.registry,
-        )
-        for result in POLL_RESULTS:
-            self.polls.labels(result)
-        self.polls_skipped = Counter(
-            "modelarts_monitor_polls_skipped",
-            "Scheduled polls that did not run: overrun (the job's previous poll was still"
-            " going) or missed (the process was too busy to start it in time).",
-            ["reason"],
-            registry=self.registry,
-        )
-        for reason in ("overrun", "missed"):
-            self.polls_skipped.labels(reason)
-        self.usage_polls = Counter(
-            "modelarts_monitor_usage_polls",
-            "Requests for a task's resource usage, by result (the labels of polls_total).",
-            ["result"],
-            registry=self.registry,
-        )
-        for result in POLL_RESULTS:
-            self.usage_polls.labels(result)
-        self.poll_duration = Histogram(
-            "modelarts_monitor_poll_duration_seconds",
-            "Time for one poll of one job: request, parse, diff and commit.",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
-        )
-        self.events = Counter(
-            "modelarts_monitor_events",
-            "Events emitted, by type.",
-            ["type"],
-            registry=self.registry,
-        )
-        for type_ in EVENT_TYPES:
-            self.events.labels(type_)
-        self.outbox_pending = Gauge(
-            "modelarts_monitor_outbox_pending",
-            "Events in the outbox that this sink has not taken yet.",
-            ["sink"],
-            registry=self.registry,
-        )
-        self.deliveries = Counter(
-            "modelarts_monitor_event_deliveries",
-            "Event deliveries by sink and result: ok, retry (a failed attempt that will be"
-            " retried), rejected (refused for good by the receiver).",
-            ["sink", "result"],
-            registry=self.registry,
-        )
-        self.jobs = Gauge("modelarts_monitor_jobs", "Jobs being monitored.", registry=self.registry)
-        self.shard_ordinal = Gauge(
-            "modelarts_monitor_shard_ordinal",
-            "This instance's shard: it watches the jobs whose job_id hashes to it.",
-            registry=self.registry,
-        )
-        self.total_shards = Gauge(
-            "modelarts_monitor_total_shards",
-            "How many shards the jobs are split into (1: no sharding).",
-            registry=self.registry,
-        )
-        self.total_shards.set(1)
-        self.build_info = Gauge(
-            "modelarts_monitor_build_info",
-            "Version of the monitor, value 1.",
-            ["version"],
-            registry=self.registry,
-        )
-        self.build_info.labels(__version__).set(1)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 def metrics_doc() -> str:

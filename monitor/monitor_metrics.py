@@ -1,0 +1,97 @@
+"""The monitor's own metrics: polls, deliveries, events, jobs, shards, build.
+
+prometheus-client's collector model, on a registry of the monitor's own (no process-global
+state, so tests can build as many as they like). Per-job health (``up``, last success) is not
+here: it carries each job's own label set and is rendered with the job's series (``metrics.py``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import disable_created_metrics
+
+from monitor import __version__
+from monitor.errors import POLL_RESULTS
+from monitor.events import EVENT_TYPES
+
+
+class MonitorMetrics:
+    """The monitor's own counters, on a registry of its own (no process-global state)."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.polls = Counter(
+            "modelarts_monitor_polls",
+            "Polls of the job-detail API by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in POLL_RESULTS:
+            self.polls.labels(result)
+        self.polls_skipped = Counter(
+            "modelarts_monitor_polls_skipped",
+            "Scheduled polls that did not run: overrun (the job's previous poll was still"
+            " going) or missed (the process was too busy to start it in time).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("overrun", "missed"):
+            self.polls_skipped.labels(reason)
+        self.usage_polls = Counter(
+            "modelarts_monitor_usage_polls",
+            "Requests for a task's resource usage, by result (the labels of polls_total).",
+            ["result"],
+            registry=self.registry,
+        )
+        for result in POLL_RESULTS:
+            self.usage_polls.labels(result)
+        self.poll_duration = Histogram(
+            "modelarts_monitor_poll_duration_seconds",
+            "Time for one poll of one job: request, parse, diff and commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "modelarts_monitor_events",
+            "Events emitted, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        for type_ in EVENT_TYPES:
+            self.events.labels(type_)
+        self.outbox_pending = Gauge(
+            "modelarts_monitor_outbox_pending",
+            "Events in the outbox that this sink has not taken yet.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "modelarts_monitor_event_deliveries",
+            "Event deliveries by sink and result: ok, retry (a failed attempt that will be"
+            " retried), rejected (refused for good by the receiver).",
+            ["sink", "result"],
+            registry=self.registry,
+        )
+        self.jobs = Gauge("modelarts_monitor_jobs", "Jobs being monitored.", registry=self.registry)
+        self.shard_ordinal = Gauge(
+            "modelarts_monitor_shard_ordinal",
+            "This instance's shard: it watches the jobs whose job_id hashes to it.",
+            registry=self.registry,
+        )
+        self.total_shards = Gauge(
+            "modelarts_monitor_total_shards",
+            "How many shards the jobs are split into (1: no sharding).",
+            registry=self.registry,
+        )
+        self.total_shards.set(1)
+        self.build_info = Gauge(
+            "modelarts_monitor_build_info",
+            "Version of the monitor, value 1.",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(__version__).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
