@@ -102,10 +102,17 @@ class ModelArtsClient:
         return parse_job_events(body.json())
 
     async def _get(self, path: str) -> Body:
+        return await self._request("GET", path)
+
+    async def _request(self, method: str, path: str, json: Any = None) -> Body:
+        """The one way a call is made: throttled, capped, deadlined, errors typed."""
         await self._throttle.acquire()
         try:
             # httpx's timeout bounds each read; the deadline bounds a server that trickles.
-            async with asyncio.timeout(self._deadline), self._http.stream("GET", path) as streamed:
+            async with (
+                asyncio.timeout(self._deadline),
+                self._http.stream(method, path, json=json) as streamed,
+            ):
                 response = await _read_capped(streamed)
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise ApiTimeout(f"no answer from ModelArts in time: {type(exc).__name__}") from exc
@@ -124,25 +131,7 @@ class ModelArtsClient:
         """One page of the job search (``POST .../training-job-searches``; ``offset`` is a page
         index), decoded; raises an ``ApiError`` subclass on any failure, like ``get_job``."""
         path = f"/v2/{self.project_id}/training-job-searches"
-        await self._throttle.acquire()
-        try:
-            async with (
-                asyncio.timeout(self._deadline),
-                self._http.stream("POST", path, json=body) as streamed,
-            ):
-                response = await _read_capped(streamed)
-        except (httpx.TimeoutException, TimeoutError) as exc:
-            raise ApiTimeout(f"no answer from ModelArts in time: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise NetworkError(f"cannot reach ModelArts: {type(exc).__name__}: {exc}") from exc
-        except httpx.DecodingError as exc:
-            raise InvalidResponse(f"body cannot be decoded: {exc}") from exc
-        if response.status_code == 429:
-            self._throttle.throttled(retry_after(response))
-        elif response.status_code < 300:
-            self._throttle.succeeded()
-        raise_for_status(response)
-        return Body(response.content, request_id(response), response.status_code).json()
+        return (await self._request("POST", path, json=body)).json()
 
 
 @dataclass(frozen=True, slots=True)
