@@ -176,10 +176,7 @@ class App:
                 client=self.client,
                 poller=self.poller,
                 series=self.series,
-                store=self.store,
-                dispatcher=self.dispatcher,
                 metrics=self.metrics,
-                project_id=s.api.project_id,
                 settings=s.usage,
                 clock=self._clock,
             )

@@ -287,20 +287,9 @@ class Poller:
         if state != prev or events:
             # /metrics tells what the API said even while the database cannot keep it.
             self._series.update(state, labels)
-            events = [replace(e, labels=labels) for e in events]
-            if await self._commit(state, events, now):
-                # Usage polling may have moved the hang bookkeeping meanwhile; keep its value.
-                latest = self.states.get(job_id)
-                if latest is not None and latest.hang != state.hang:
-                    state = replace(state, hang=latest.hang)
-                self.states[job_id] = state
+            if await self.record(state, events, now):
                 self._remember(job_id, observation, digest)
-                for event in events:
-                    self._metrics.events.labels(event.type).inc()
-                    log.debug("transition", type=event.type, event_id=event.id)
-                if events:
-                    self._dispatcher.notify()
-            # else: keep the old state, so the next poll re-detects these transitions (same ids)
+            # else: the old state stays, so the next poll re-detects these transitions (same ids)
         else:
             self._remember(job_id, observation, digest)
         self._set_health(job_id, health, result == "ok", now)
@@ -354,6 +343,31 @@ class Poller:
         if health.last_error is not None:
             log.info("poll_recovered", after=health.last_error)
             health.last_error = None
+
+    async def record(
+        self, state: JobState, events: list[Event], now: float, *, hang_writer: bool = False
+    ) -> bool:
+        """The one path every transition takes: label the events, commit them with the job's
+        new state, count them, wake the sinks. False if the database refused; the in-memory
+        state then stays as it was.
+
+        The hang bookkeeping belongs to usage polling (``hang_writer``); any other caller keeps
+        the latest value, which usage polling may have moved while this commit was awaited.
+        """
+        labels = self.labels.get(state.job_id, {})
+        events = [replace(e, labels=labels) for e in events]
+        if not await self._commit(state, events, now):
+            return False
+        latest = self.states.get(state.job_id)
+        if not hang_writer and latest is not None and latest.hang != state.hang:
+            state = replace(state, hang=latest.hang)
+        self.states[state.job_id] = state
+        for event in events:
+            self._metrics.events.labels(event.type).inc()
+            log.debug("transition", type=event.type, event_id=event.id)
+        if events:
+            self._dispatcher.notify()
+        return True
 
     async def _commit(self, state: JobState, events: list[Event], now: float) -> bool:
         documents = [to_cloudevent(e, self._project_id) for e in events]

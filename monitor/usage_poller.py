@@ -5,7 +5,7 @@ One sweep every ``usage.interval`` (default 60 s, the API's resolution) fetches
 as the detail polls (so the same throttle, rate limit and 429 pause apply), with its own small
 concurrency cap so usage never takes the slots the detail polls need. A job that leaves Running
 stops being swept and its usage series go away. The hang rule (``usage.observe_hang``) runs on
-each sweep's readings; its events are committed through the store like every other event.
+each sweep's readings; its events go through ``Poller.record``, the path of every other transition.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import structlog
 
 from monitor.config import UsageSettings
 from monitor.diff import JobState
-from monitor.dispatcher import Dispatcher
-from monitor.errors import ApiError, StateError
-from monitor.events import to_cloudevent
+from monitor.errors import ApiError
 from monitor.logs import get_logger
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.poller import Poller
-from monitor.store import Store
 from monitor.usage import TaskUsage, observe_hang, parse_task_metrics
 
 log = get_logger("monitor.usage")
@@ -39,20 +36,14 @@ class UsagePoller:
         client: ModelArtsClient,
         poller: Poller,
         series: SeriesStore,
-        store: Store,
-        dispatcher: Dispatcher,
         metrics: MonitorMetrics,
-        project_id: str,
         settings: UsageSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._poller = poller
         self._series = series
-        self._store = store
-        self._dispatcher = dispatcher
         self._metrics = metrics
-        self._project_id = project_id
         self._settings = settings
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -126,22 +117,10 @@ class UsagePoller:
         )
         if hang == state.hang:
             return
-        labels = self._poller.labels.get(job_id, {})
-        events = [replace(e, labels=labels) for e in events]
         # The poller may have moved the job on while this sweep was fetching: build on its
         # latest committed state, changing only the hang bookkeeping.
         current = replace(self._poller.states.get(job_id, state), hang=hang)
-        documents = [to_cloudevent(e, self._project_id) for e in events]
-        try:
-            await self._store.call(self._store.commit, current, documents, now)
-        except StateError as exc:
-            log.error("state_commit_failed", error=str(exc), events_held=len(events))
-            return
-        self._poller.states[job_id] = current
-        for event in events:
-            self._metrics.events.labels(event.type).inc()
-        if events:
-            self._dispatcher.notify()
+        await self._poller.record(current, events, now, hang_writer=True)
 
     def _forget(self, job_id: str) -> None:
         self._series.set_usage(job_id, None)
