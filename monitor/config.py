@@ -292,9 +292,6 @@ class Settings(_Model):
     def interval_for(self, job: JobSettings) -> float:
         return job.interval or self.poll.interval
 
-    def jitter_for(self, job: JobSettings) -> float:
-        return self.jitter_for_interval(self.interval_for(job))
-
     def jitter_for_interval(self, interval: float) -> float:
         jitter = self.poll.jitter if self.poll.jitter is not None else interval / 10
         return min(jitter, interval / 2)

@@ -99,22 +99,3 @@ def to_cloudevent(event: Event, project_id: str) -> dict[str, Any]:
             "labels": dict(event.labels),
         },
     }
-
-
-def from_cloudevent(doc: Mapping[str, Any]) -> Event:
-    """Inverse of ``to_cloudevent`` (used to read events back from the outbox and from files)."""
-    data = dict(doc["data"])
-    job_id = data.pop("job_id")
-    job_name = data.pop("job_name")
-    labels = data.pop("labels", {})
-    ts = datetime.fromisoformat(str(doc["time"]).replace("Z", "+00:00")).timestamp()
-    type_ = str(doc["type"]).removeprefix(TYPE_PREFIX)
-    return Event(
-        id=doc["id"],
-        type=type_,
-        job_id=job_id,
-        job_name=job_name,
-        time=ts,
-        data=data,
-        labels=labels,
-    )

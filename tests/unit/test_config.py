@@ -448,8 +448,8 @@ def test_jitter_defaults_to_a_tenth_of_each_jobs_interval() -> None:
         base(poll={"interval": "30s"}, jobs=[{"id": "a"}, {"id": "b", "interval": "5m"}])
     )
 
-    assert s.jitter_for(s.jobs[0]) == pytest.approx(3.0)
-    assert s.jitter_for(s.jobs[1]) == pytest.approx(30.0)
+    assert s.jitter_for_interval(s.interval_for(s.jobs[0])) == pytest.approx(3.0)
+    assert s.jitter_for_interval(s.interval_for(s.jobs[1])) == pytest.approx(30.0)
 
 
 def test_explicit_jitter_is_used_but_capped_at_half_the_interval() -> None:
@@ -460,9 +460,9 @@ def test_explicit_jitter_is_used_but_capped_at_half_the_interval() -> None:
         )
     )
 
-    assert s.jitter_for(s.jobs[0]) == 15.0
-    assert s.jitter_for(s.jobs[1]) == 20.0
-    assert s.jitter_for(s.jobs[2]) == 0.25
+    assert s.jitter_for_interval(s.interval_for(s.jobs[0])) == 15.0
+    assert s.jitter_for_interval(s.interval_for(s.jobs[1])) == 20.0
+    assert s.jitter_for_interval(s.interval_for(s.jobs[2])) == 0.25
 
 
 def test_defaults_when_sections_are_left_out() -> None:

@@ -19,7 +19,6 @@ from monitor.config import PollSettings, RetrySettings
 from monitor.diff import JobState
 from monitor.dispatcher import Dispatcher
 from monitor.errors import StateError
-from monitor.events import from_cloudevent
 from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.poller import Poller
@@ -205,7 +204,6 @@ async def test_a_phase_change_emits_phase_changed_with_the_configured_labels(rig
     assert changed["data"]["labels"] == LABELS
     assert changed["subject"] == SEED_ID
     assert changed["source"] == "modelarts-monitor/proj"
-    assert from_cloudevent(changed).labels == LABELS
     assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
     assert rig.sample("modelarts_training_job_phase", phase="Pending") == 0
 
