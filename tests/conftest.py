@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pytest
+import structlog
 
 if TYPE_CHECKING:
     from monitor.simulator import Simulator
@@ -112,3 +115,19 @@ async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def isolated_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that run commands in-process: no ambient credentials, and the global logging
+    set-up a command performs is undone afterwards."""
+    for name in list(os.environ):
+        if name.startswith(("HUAWEICLOUD_SDK_", "SIMULATOR_")):
+            monkeypatch.delenv(name)
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -7,7 +7,6 @@ simulator it talks to runs as a real ``modelarts-monitor simulate`` subprocess o
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import selectors
@@ -19,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import __version__
 from monitor.cli import main
+
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 AK, SK = "AKCLITEST0001", "cli-simulator-secret"
 SCENARIO = {
@@ -61,21 +61,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No ambient credentials; undo the global logging set-up that ``check``/``once`` perform."""
-    for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "SIMULATOR_")):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def stop_process(proc: subprocess.Popen[Any]) -> None:

@@ -3,14 +3,11 @@ real state database (read-only, exit codes, one line per job)."""
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import yaml
 
 from monitor.cli import main
@@ -19,6 +16,8 @@ from monitor.events import new_event, to_cloudevent
 from monitor.modelarts.schema import JobSnapshot
 from monitor.status import COLUMNS, render_table, status_rows
 from monitor.store import Store
+
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 NOW_TEXT = "2027-01-15T08:00:00Z"
@@ -174,21 +173,6 @@ def test_render_table_of_no_rows_is_just_the_header() -> None:
 
 
 # -- the command ------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No ambient credentials; undo any global logging set-up a command performs."""
-    for name in list(os.environ):
-        if name.startswith(("HUAWEICLOUD_SDK_", "SIMULATOR_")):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def write_config(tmp_path: Path, jobs: list[str]) -> Path:
