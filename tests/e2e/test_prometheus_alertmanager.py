@@ -123,20 +123,8 @@ class Stack:
             )
         )
         (self.tmp / "am-data").mkdir()
-        proc = Proc(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.path={self.tmp / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            self.tmp / "alertmanager.log",
-        )
-        self.procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: self._ok(f"{url}/-/ready", proc), 30, f"alertmanager\n{proc.output()}")
-        return url
+        args = [f"--storage.path={self.tmp / 'am-data'}", "--cluster.listen-address="]
+        return self._run(binary, config, port, args)
 
     def prometheus(self, monitor_port: int, alertmanager: str) -> str:
         binary = require("prometheus")
@@ -165,19 +153,17 @@ class Stack:
                 }
             )
         )
-        proc = Proc(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.tmp / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--rules.alert.resend-delay=1s",
-            ],
-            self.tmp / "prometheus.log",
-        )
+        args = [f"--storage.tsdb.path={self.tmp / 'prom-data'}", "--rules.alert.resend-delay=1s"]
+        return self._run(binary, config, port, args)
+
+    def _run(self, binary: str, config: Path, port: int, args: list[str]) -> str:
+        """Start one of the programs on loopback, stopped at the end; its URL once ready."""
+        name = Path(binary).name
+        cmd = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
+        proc = Proc([*cmd, *args], self.tmp / f"{name}.log")
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: self._ok(f"{url}/-/ready", proc), 60, f"prometheus\n{proc.output()}")
+        wait_until(lambda: self._ok(f"{url}/-/ready", proc), 60, f"{name}\n{proc.output()}")
         return url
 
     @staticmethod
