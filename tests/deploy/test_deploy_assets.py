@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from monitor.config import Settings, parse_settings
-from monitor.errors import ConfigError
+from tests.harness import require
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -172,12 +172,7 @@ def test_sharded_config_gives_each_statefulset_pod_its_own_shard() -> None:
     assert doc["shard"] == {"index": "auto", "total": sts["spec"]["replicas"]}
     name = sts["metadata"]["name"]
     for ordinal in range(sts["spec"]["replicas"]):
-        try:
-            settings = validate(doc, HOSTNAME=f"{name}-{ordinal}")
-        except ConfigError as exc:
-            if any(p.startswith("shard: unknown key") for p in exc.problems):
-                pytest.skip("the config schema does not know `shard` yet (sharding not landed)")
-            raise
+        settings = validate(doc, HOSTNAME=f"{name}-{ordinal}")
         assert settings.shard.index == ordinal
         assert settings.shard.total == sts["spec"]["replicas"]
 
@@ -713,9 +708,7 @@ def test_dashboard_queries_use_only_variables_the_e2e_test_substitutes() -> None
 def test_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
     """promtool (Prometheus 2.42 from Debian, where installed) parses every query, with the
     variables substituted, as a recording rule."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian package prometheus)")
+    promtool = require("promtool")
     rules = {
         "groups": [
             {

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.diff import JobState, observe
 from monitor.metrics import JOB_FAMILIES, MonitorMetrics, SeriesStore, metrics_doc
 from monitor.modelarts.schema import PHASES, parse_job
 from tests.conftest import FIXTURES, job_doc
+from tests.harness import require
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -200,8 +199,8 @@ def test_monitor_metrics_pre_create_every_result_and_event_type() -> None:
     assert samples(text, "modelarts_monitor_build_info")
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_accepts_the_exposition(seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    promtool = require("promtool")
     store = SeriesStore()
     for i, doc in enumerate(
         [seed_doc, job_doc(job_id="b", task_statuses=[{"task": "w", "exit_code": 1}])]
@@ -210,7 +209,7 @@ def test_promtool_accepts_the_exposition(seed_doc: dict[str, Any], tmp_path: Pat
         store.update(state, {"team": f"t{i}"})
         store.set_health(state.job_id, True, NOW)
     result = subprocess.run(
-        ["promtool", "check", "metrics"],
+        [promtool, "check", "metrics"],
         input=scrape(store).encode(),
         capture_output=True,
         check=False,
