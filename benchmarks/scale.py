@@ -46,9 +46,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backend import PROJECT, Backend, cpu_seconds, document, free_port, job_id, rss_bytes
 
-from monitor.diff import observe
-from monitor.metrics import JOB_FAMILIES
-from monitor.modelarts.schema import parse_job
+from monitor.core.diff import observe
+from monitor.exposition.series import JOB_FAMILIES
+from monitor.modelarts.parse import parse_job
 
 CONCURRENCY = 32
 

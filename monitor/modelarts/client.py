@@ -24,8 +24,8 @@ from monitor.errors import (
     InvalidResponse,
     NetworkError,
 )
+from monitor.modelarts.parse import parse_job_events
 from monitor.modelarts.responses import excerpt, raise_for_status, request_id, retry_after
-from monitor.modelarts.schema import parse_job_events
 from monitor.modelarts.throttle import Throttle
 
 MAX_BODY_BYTES = 8 * 1024 * 1024

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from monitor.backoff import backoff_delay
+from monitor.core.backoff import backoff_delay
 
 
 class Throttle:

@@ -79,8 +79,8 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def builtin_scenario(name: str = "demo") -> Scenario:
-    """A scenario shipped with the package, ``monitor/scenarios/<name>.yaml``."""
-    folder = resources.files("monitor").joinpath("scenarios")
+    """A scenario shipped with the package, ``monitor/simulator/scenarios/<name>.yaml``."""
+    folder = resources.files("monitor.simulator").joinpath("scenarios")
     available = sorted(
         p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
     )

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.config import Settings, parse_settings
+from monitor.config.settings import Settings, parse_settings
 from tests.harness import require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.events import EVENT_TYPES
+from monitor.core.events import EVENT_TYPES
 from tests.harness import command, read_events
 
 pytestmark = pytest.mark.integration

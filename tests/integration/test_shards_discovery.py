@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.sharding import shard_of
+from monitor.daemon.sharding import shard_of
 from tests.harness import DaemonProc, SimulatorProc, daemon_config, free_port, wait_until
 
 pytestmark = pytest.mark.integration

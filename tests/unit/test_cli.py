@@ -22,7 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import __version__
-from monitor.cli import main
+from monitor.cli.main import main
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from monitor.config import (
+from monitor.config.settings import (
     RESERVED_LABELS,
     FileSinkSettings,
     Settings,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from monitor.diff import (
+from monitor.core.diff import (
     MAX_RECOVER_RECORDS,
     TEXT_LIMIT,
     JobGone,
@@ -17,7 +17,7 @@ from monitor.diff import (
     recovery_counts,
     restart_counts,
 )
-from monitor.modelarts.schema import JobSnapshot, parse_job
+from monitor.modelarts.parse import JobSnapshot, parse_job
 from tests.conftest import job_doc
 
 NOW = 1_800_000_000.0

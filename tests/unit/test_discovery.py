@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.config import DiscoverySettings, parse_settings
-from monitor.discovery import Discovery, search_all, search_body
+from monitor.config.settings import DiscoverySettings, parse_settings
+from monitor.daemon.discovery import Discovery, search_all, search_body
+from monitor.daemon.sharding import owns
 from monitor.errors import ConfigError, InvalidResponse, ServerError, StateError
-from monitor.sharding import owns
-from monitor.store import Store
+from monitor.store.database import Store
 
 NOW = 1_800_000_000.0
 

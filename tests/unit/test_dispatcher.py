@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.diff import JobState
-from monitor.dispatcher import Dispatcher
-from monitor.events import new_event, to_cloudevent
-from monitor.metrics import MonitorMetrics
-from monitor.sinks import CloudEvent, DeliveryError, Rejected
-from monitor.store import Store
+from monitor.core.diff import JobState
+from monitor.core.events import new_event, to_cloudevent
+from monitor.delivery.dispatcher import Dispatcher
+from monitor.delivery.sinks import CloudEvent, DeliveryError, Rejected
+from monitor.exposition.series import MonitorMetrics
+from monitor.store.database import Store
 from tests.conftest import SEED_ID
 
 NOW = 1_800_000_000.0

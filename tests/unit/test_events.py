@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.events import event_id, new_event, rfc3339, to_cloudevent
+from monitor.core.events import event_id, new_event, rfc3339, to_cloudevent
 
 
 def test_id_depends_only_on_job_type_and_key() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.config import PollSettings
-from monitor.diff import JobState
-from monitor.lifecycle import Plan, plan
-from monitor.modelarts.schema import JobSnapshot
+from monitor.config.settings import PollSettings
+from monitor.core.diff import JobState
+from monitor.core.lifecycle import Plan, plan
+from monitor.modelarts.parse import JobSnapshot
 
 NOW = 1_000_000.0
 POLL = PollSettings(

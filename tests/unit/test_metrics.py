@@ -9,9 +9,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.diff import JobState, observe
-from monitor.metrics import JOB_FAMILIES, MonitorMetrics, SeriesStore, metrics_doc
-from monitor.modelarts.schema import PHASES, parse_job
+from monitor.core.diff import JobState, observe
+from monitor.exposition.series import JOB_FAMILIES, MonitorMetrics, SeriesStore, metrics_doc
+from monitor.modelarts.parse import PHASES, parse_job
 from tests.conftest import FIXTURES, job_doc
 from tests.harness import require
 
@@ -146,7 +146,7 @@ def test_a_scrape_only_joins_what_each_change_rendered() -> None:
     store.set_health(state.job_id, True, NOW)
     first = store.render()
     rendered: list[object] = []
-    import monitor.metrics as metrics_module
+    import monitor.exposition.series as metrics_module
 
     original = metrics_module._render
     metrics_module._render = lambda *a: rendered.append(a) or original(*a)  # type: ignore[assignment]
@@ -220,7 +220,7 @@ def test_promtool_accepts_the_exposition(seed_doc: dict[str, Any], tmp_path: Pat
 
 def test_metrics_doc_matches_the_code() -> None:
     assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == metrics_doc(), (
-        "regenerate with: python -m monitor.metrics > docs/metrics.md"
+        "regenerate with: python -m monitor.exposition.series > docs/metrics.md"
     )
 
 

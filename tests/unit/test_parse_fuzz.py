@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.diff import observe
+from monitor.core.diff import observe
 from monitor.errors import InvalidResponse
-from monitor.modelarts.schema import parse_job
+from monitor.modelarts.parse import parse_job
 from tests.conftest import SEED_ID, job_doc
 
 JSON = st.recursive(

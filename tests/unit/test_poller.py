@@ -15,15 +15,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from monitor.config import PollSettings, RetrySettings
-from monitor.diff import JobState
-from monitor.dispatcher import Dispatcher
+from monitor.config.settings import PollSettings, RetrySettings
+from monitor.core.diff import JobState
+from monitor.daemon.poller import Poller
+from monitor.delivery.dispatcher import Dispatcher
+from monitor.delivery.sinks import CloudEvent
 from monitor.errors import StateError
-from monitor.metrics import MonitorMetrics, SeriesStore
+from monitor.exposition.series import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
-from monitor.poller import Poller
-from monitor.sinks import CloudEvent
-from monitor.store import Store
+from monitor.store.database import Store
 from tests.conftest import SEED_ID, job_doc, wait_for
 
 NOW = 1_800_000_000.0
@@ -486,7 +486,7 @@ async def test_an_unchanged_body_is_not_parsed_diffed_stored_or_rendered(
     await rig.poll(SEED_ID, httpx.Response(200, content=body))
     rendered = rig.series.render()
     calls: list[str] = []
-    import monitor.poller as poller_module
+    import monitor.daemon.poller as poller_module
 
     monkeypatch.setattr(poller_module, "parse_job", lambda *a: calls.append("parse"))
     monkeypatch.setattr(poller_module, "observe", lambda *a: calls.append("observe"))

@@ -20,15 +20,15 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.config import ReasonSettings
-from monitor.diff import diff, observe
-from monitor.dispatcher import Dispatcher
+from monitor.config.settings import ReasonSettings
+from monitor.core.diff import diff, observe
+from monitor.daemon.poller import Poller, newest_reasons
+from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import AuthError, InvalidResponse, RateLimited
-from monitor.metrics import MonitorMetrics, SeriesStore
+from monitor.exposition.series import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
-from monitor.modelarts.schema import parse_job
-from monitor.poller import Poller, newest_reasons
-from monitor.store import Store, state_from_dict, state_to_dict
+from monitor.modelarts.parse import parse_job
+from monitor.store.database import Store, state_from_dict, state_to_dict
 from tests.conftest import SEED_ID, job_doc
 from tests.unit.test_poller import LABELS, Clock, ListSink, wait_for
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from monitor.scheduler import PollScheduler
+from monitor.daemon.scheduler import PollScheduler
 from tests.conftest import wait_for
 
 INTERVAL = 0.05

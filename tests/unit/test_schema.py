@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from monitor.errors import InvalidResponse
-from monitor.modelarts.schema import (
+from monitor.modelarts.parse import (
     RECOVER_RECORD_STRATEGIES,
     RECOVER_RESULTS,
     RECOVERING,

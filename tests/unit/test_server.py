@@ -9,8 +9,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from monitor.events import rfc3339
-from monitor.server import JobRow, create_app
+from monitor.core.events import rfc3339
+from monitor.web.server import JobRow, create_app
 from tests.conftest import SEED_ID
 
 NOW = 1_800_000_000.0
@@ -168,7 +168,7 @@ async def test_unknown_paths_are_404(http: httpx.AsyncClient) -> None:
     ],
 )
 def test_accepts_gzip(header: str, expected: bool) -> None:
-    from monitor.server import accepts_gzip
+    from monitor.web.server import accepts_gzip
 
     assert accepts_gzip(header) is expected
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from monitor.config import parse_settings
+from monitor.config.settings import parse_settings
+from monitor.daemon.sharding import hostname_ordinal, jump_hash, owns, shard_of, stable_hash
 from monitor.errors import ConfigError
-from monitor.sharding import hostname_ordinal, jump_hash, owns, shard_of, stable_hash
 
 _RNG = random.Random(20261128)
 JOB_IDS = [str(uuid.UUID(int=_RNG.getrandbits(128), version=4)) for _ in range(10_000)]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from monitor.modelarts.auth import AkSkAuth
-from monitor.modelarts.schema import parse_job
+from monitor.modelarts.parse import parse_job
 from monitor.simulator import Simulator, builtin_scenario, parse_scenario
 from monitor.simulator.events import event_time
 from monitor.simulator.loader import ScenarioError

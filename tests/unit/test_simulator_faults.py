@@ -22,7 +22,7 @@ from monitor.errors import (
     ServerError,
 )
 from monitor.modelarts.client import ModelArtsClient
-from monitor.modelarts.schema import parse_job
+from monitor.modelarts.parse import parse_job
 from monitor.simulator import (
     FAULT_KINDS,
     FaultConfig,

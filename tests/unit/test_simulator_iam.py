@@ -19,9 +19,9 @@ import httpx
 import pytest
 import yaml
 
-from monitor.cli import build_parser, main
+from monitor.cli.main import build_parser, main
 from monitor.modelarts.auth import AkSkAuth
-from monitor.modelarts.schema import parse_job
+from monitor.modelarts.parse import parse_job
 from monitor.simulator import (
     IamConfig,
     IamUser,

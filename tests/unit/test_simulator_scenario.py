@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.modelarts.schema import parse_job
+from monitor.modelarts.parse import parse_job
 from monitor.simulator.loader import ScenarioError, builtin_scenario, load_scenario, parse_scenario
 from monitor.simulator.scenario import JobSpec, Scenario
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.diff import JobState
-from monitor.dispatcher import Dispatcher
-from monitor.events import new_event, to_cloudevent
-from monitor.sinks import CloudEvent, ConsoleSink, FileSink, LogSink, describe
-from monitor.store import Store
+from monitor.core.diff import JobState
+from monitor.core.events import new_event, to_cloudevent
+from monitor.delivery.dispatcher import Dispatcher
+from monitor.delivery.sinks import CloudEvent, ConsoleSink, FileSink, LogSink, describe
+from monitor.store.database import Store
 from tests.conftest import SEED_ID, wait_for
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.cli import main
-from monitor.diff import JobState
-from monitor.events import new_event, to_cloudevent
-from monitor.modelarts.schema import JobSnapshot
-from monitor.status import COLUMNS, render_table, status_rows
-from monitor.store import Store
+from monitor.cli.main import main
+from monitor.cli.status import COLUMNS, render_table, status_rows
+from monitor.core.diff import JobState
+from monitor.core.events import new_event, to_cloudevent
+from monitor.modelarts.parse import JobSnapshot
+from monitor.store.database import Store
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 

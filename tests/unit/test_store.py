@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from monitor.diff import JobState, observe
+from monitor.core.diff import JobState, observe
+from monitor.core.events import new_event, to_cloudevent
 from monitor.errors import StateError
-from monitor.events import new_event, to_cloudevent
-from monitor.modelarts.schema import parse_job
-from monitor.store import SCHEMA_VERSION, Store
+from monitor.modelarts.parse import parse_job
+from monitor.store.database import SCHEMA_VERSION, Store
 from tests.conftest import SEED_ID, job_doc
 
 NOW = 1_800_000_000.0

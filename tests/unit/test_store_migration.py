@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from monitor.diff import JobState
+from monitor.core.diff import JobState
+from monitor.core.events import new_event, to_cloudevent
 from monitor.errors import StateError
-from monitor.events import new_event, to_cloudevent
-from monitor.modelarts.schema import JobSnapshot, RunningRecord, TaskStatus
-from monitor.store import _MIGRATIONS, SCHEMA_VERSION, Store, state_to_dict
+from monitor.modelarts.parse import JobSnapshot, RunningRecord, TaskStatus
+from monitor.store.database import _MIGRATIONS, SCHEMA_VERSION, Store, state_to_dict
 from tests.conftest import SEED_ID
 
 NOW = 1_800_000_000.0

@@ -20,10 +20,10 @@ import trustme
 import yaml
 from aiohttp import web
 
-from monitor.cli import main
+from monitor.cli.main import main
 from monitor.errors import NetworkError
 from monitor.modelarts.client import ModelArtsClient, tls_verify
-from monitor.modelarts.schema import parse_job
+from monitor.modelarts.parse import parse_job
 from monitor.simulator import Simulator, builtin_scenario, start, stop
 
 BERT = "3faf5c03-aaa1-4cbe-879d-24b05d997347"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from monitor.core.hang import HangState, accelerators_idle, observe_hang, parse_task_metrics
 from monitor.errors import InvalidResponse
-from monitor.usage import HangState, accelerators_idle, observe_hang, parse_task_metrics
 
 DOC_EXAMPLE = {
     "metrics": [

@@ -20,26 +20,32 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import httpx
 from aiohttp import web
 
-from monitor.config import DiscoverySettings, JobSettings, Settings, load_settings, split_listen
-from monitor.discovery import Discovery
-from monitor.dispatcher import Dispatcher
+from monitor.config.settings import (
+    DiscoverySettings,
+    JobSettings,
+    Settings,
+    load_settings,
+    split_listen,
+)
+from monitor.daemon.discovery import Discovery
+from monitor.daemon.poller import Poller
+from monitor.daemon.scheduler import PollScheduler
+from monitor.daemon.sharding import owns
+from monitor.daemon.usage import UsagePoller
+from monitor.delivery.dispatcher import Dispatcher
+from monitor.delivery.sinks import Sink, build_sinks
 from monitor.errors import ConfigError, StateError
+from monitor.exposition.series import MonitorMetrics, SeriesStore
 from monitor.logs import get_logger
-from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.auth import AkSkAuth
 from monitor.modelarts.client import ModelArtsClient, tls_verify
 from monitor.modelarts.iam import TokenAuth
 from monitor.modelarts.throttle import Throttle
 from monitor.modelarts.transport import build_transport
-from monitor.poller import Poller
-from monitor.scheduler import PollScheduler
-from monitor.server import JobRow, create_app
-from monitor.sharding import owns
-from monitor.sinks import Sink, build_sinks
-from monitor.store import Store
-from monitor.usage_poller import UsagePoller
+from monitor.store.database import Store
+from monitor.web.server import JobRow, create_app
 
-log = get_logger("monitor.app")
+log = get_logger("monitor.daemon.app")
 RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0

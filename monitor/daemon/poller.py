@@ -28,20 +28,20 @@ from datetime import datetime
 
 import structlog
 
-from monitor.backoff import backoff_delay
-from monitor.config import PollSettings, ReasonSettings
-from monitor.diff import JobGone, JobState, Observation, clip, observe
-from monitor.dispatcher import Dispatcher
+from monitor.config.settings import PollSettings, ReasonSettings
+from monitor.core.backoff import backoff_delay
+from monitor.core.diff import JobGone, JobState, Observation, clip, observe
+from monitor.core.events import Event, to_cloudevent
+from monitor.core.lifecycle import plan
+from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import ApiError, JobNotFound, StateError
-from monitor.events import Event, to_cloudevent
-from monitor.lifecycle import plan
+from monitor.exposition.series import MonitorMetrics, SeriesStore
 from monitor.logs import get_logger
-from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
-from monitor.modelarts.schema import parse_job
-from monitor.store import Store
+from monitor.modelarts.parse import parse_job
+from monitor.store.database import Store
 
-log = get_logger("monitor.poller")
+log = get_logger("monitor.daemon.poller")
 Schedule = Callable[[str, float | None, bool], None]
 """``schedule(job_id, interval or None to stop, initial)``: how the poller asks for a job's
 polls to be (re)scheduled; ``initial`` means the first poll should come soon."""

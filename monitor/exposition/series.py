@@ -19,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from monitor.diff import JobState
-from monitor.modelarts.schema import (
+from monitor.core.diff import JobState
+from monitor.core.hang import USAGE_METRICS
+from monitor.exposition.own import MonitorMetrics
+from monitor.modelarts.parse import (
     OTHER,
     PHASES,
     RECOVER_RECORD_STRATEGIES,
@@ -30,8 +32,6 @@ from monitor.modelarts.schema import (
     JobSnapshot,
     bounded,
 )
-from monitor.monitor_metrics import MonitorMetrics
-from monitor.usage import USAGE_METRICS
 
 __all__ = ["FAMILIES", "JOB_FAMILIES", "MonitorMetrics", "SeriesStore", "metrics_doc"]
 
@@ -367,12 +367,13 @@ class SeriesStore:
 def metrics_doc() -> str:
     """docs/metrics.md, generated so the doc cannot drift from the code (a test compares them).
 
-    Regenerate with ``python -m monitor.metrics > docs/metrics.md``.
+    Regenerate with ``python -m monitor.exposition.series > docs/metrics.md``.
     """
     rows = [
         "# Metrics",
         "",
-        "Generated from `monitor/metrics.py` by `python -m monitor.metrics > docs/metrics.md`;",
+        "Generated from `monitor/exposition/` by",
+        "`python -m monitor.exposition.series > docs/metrics.md`;",
         "a test fails when this file and the code disagree.",
         "",
         "Every job series carries `job_id`, `job_name` and the job's configured `labels`.",

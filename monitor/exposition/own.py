@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics import disable_created_metrics
 
 from monitor import __version__
+from monitor.core.events import EVENT_TYPES
 from monitor.errors import POLL_RESULTS
-from monitor.events import EVENT_TYPES
 
 
 class MonitorMetrics:

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from monitor import __version__, logs
-from monitor.config import Settings, load_settings, split_listen
-from monitor.diff import observe
+from monitor.config.settings import Settings, load_settings, split_listen
+from monitor.core.diff import observe
 from monitor.errors import ApiError, ConfigError, StateError
-from monitor.metrics import JOB_FAMILIES, render_job
+from monitor.exposition.series import JOB_FAMILIES, render_job
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -44,7 +44,7 @@ def _positive(value: str) -> float:
 
 
 def _speed(value: str) -> float:
-    from monitor.demo import MAX_SPEED
+    from monitor.cli.demo import MAX_SPEED
 
     speed = _positive(value)
     if speed > MAX_SPEED:
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             return _status(load_settings(args.config))
         if args.command == "demo":
-            from monitor.demo import run_demo
+            from monitor.cli.demo import run_demo
 
             return asyncio.run(
                 run_demo(
@@ -171,7 +171,7 @@ def _settings(path: str, stream: object = None) -> Settings:
 
 
 def _run(path: str) -> int:
-    from monitor.app import App
+    from monitor.daemon.app import App
 
     settings = _settings(path)
     try:
@@ -183,8 +183,8 @@ def _run(path: str) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from monitor.app import build_client
-    from monitor.modelarts.schema import parse_job
+    from monitor.daemon.app import build_client
+    from monitor.modelarts.parse import parse_job
 
     problems = 0
     async with build_client(settings) as client:
@@ -202,8 +202,8 @@ async def _check(settings: Settings) -> int:
 
 
 async def _once(settings: Settings, only: str | None) -> int:
-    from monitor.app import build_client
-    from monitor.modelarts.schema import parse_job
+    from monitor.daemon.app import build_client
+    from monitor.modelarts.parse import parse_job
 
     jobs = [j for j in settings.jobs if only is None or j.id == only]
     if only is not None and not jobs:
@@ -227,8 +227,8 @@ async def _once(settings: Settings, only: str | None) -> int:
 
 
 def _status(settings: Settings) -> int:
-    from monitor.status import render_table, status_rows
-    from monitor.store import Store
+    from monitor.cli.status import render_table, status_rows
+    from monitor.store.database import Store
 
     store = Store(settings.state.path, readonly=True)
     try:

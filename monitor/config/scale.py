@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from monitor.config_base import Duration, Model, check_labels
-from monitor.sharding import hostname_ordinal
+from monitor.config.values import Duration, Model, check_labels
+from monitor.daemon.sharding import hostname_ordinal
 
 __all__ = ["DiscoverySettings", "FilterKey", "LabelRule", "SearchFilter", "ShardSettings"]
 

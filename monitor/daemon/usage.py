@@ -17,16 +17,16 @@ from dataclasses import replace
 
 import structlog
 
-from monitor.config import UsageSettings
-from monitor.diff import JobState
+from monitor.config.settings import UsageSettings
+from monitor.core.diff import JobState
+from monitor.core.hang import TaskUsage, observe_hang, parse_task_metrics
+from monitor.daemon.poller import Poller
 from monitor.errors import ApiError
+from monitor.exposition.series import MonitorMetrics, SeriesStore
 from monitor.logs import get_logger
-from monitor.metrics import MonitorMetrics, SeriesStore
 from monitor.modelarts.client import ModelArtsClient
-from monitor.poller import Poller
-from monitor.usage import TaskUsage, observe_hang, parse_task_metrics
 
-log = get_logger("monitor.usage")
+log = get_logger("monitor.core.hang")
 
 
 class UsagePoller:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from monitor import __version__
-from monitor.events import rfc3339
+from monitor.core.events import rfc3339
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1

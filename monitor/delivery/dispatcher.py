@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from monitor.backoff import backoff_delay
+from monitor.core.backoff import backoff_delay
+from monitor.delivery.sinks import DeliveryError, Rejected, Sink
+from monitor.exposition.series import MonitorMetrics
 from monitor.logs import get_logger
-from monitor.metrics import MonitorMetrics
-from monitor.sinks import DeliveryError, Rejected, Sink
-from monitor.store import Store
+from monitor.store.database import Store
 
-log = get_logger("monitor.dispatcher")
+log = get_logger("monitor.delivery.dispatcher")
 
 
 class Dispatcher:

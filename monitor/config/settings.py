@@ -26,17 +26,18 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.config.scale import DiscoverySettings as DiscoverySettings
+from monitor.config.scale import LabelRule as LabelRule
+from monitor.config.scale import SearchFilter as SearchFilter
+from monitor.config.scale import ShardSettings as ShardSettings
+
 # Re-exported (``X as X``): callers import every settings type from here.
-from monitor.config_base import RESERVED_LABELS as RESERVED_LABELS
-from monitor.config_base import Duration as Duration
-from monitor.config_base import Model
-from monitor.config_base import NonNegativeDuration as NonNegativeDuration
-from monitor.config_base import check_labels as check_labels
-from monitor.config_base import parse_duration as parse_duration
-from monitor.config_scale import DiscoverySettings as DiscoverySettings
-from monitor.config_scale import LabelRule as LabelRule
-from monitor.config_scale import SearchFilter as SearchFilter
-from monitor.config_scale import ShardSettings as ShardSettings
+from monitor.config.values import RESERVED_LABELS as RESERVED_LABELS
+from monitor.config.values import Duration as Duration
+from monitor.config.values import Model
+from monitor.config.values import NonNegativeDuration as NonNegativeDuration
+from monitor.config.values import check_labels as check_labels
+from monitor.config.values import parse_duration as parse_duration
 from monitor.errors import ConfigError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from monitor.events import Event, new_event
-from monitor.modelarts.schema import (
+from monitor.core.events import Event, new_event
+from monitor.core.hang import HangState
+from monitor.modelarts.parse import (
     OTHER,
     RECOVER_RECORD_STRATEGIES,
     RECOVER_RESULTS,
@@ -28,7 +29,6 @@ from monitor.modelarts.schema import (
     RecoverRecord,
     bounded,
 )
-from monitor.usage import HangState
 
 TEXT_LIMIT = 300
 """Longest free text (a reason, a message) an event carries; longer text is cut with ``…``."""

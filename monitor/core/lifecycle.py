@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitor.config import PollSettings
-from monitor.diff import JobState
+from monitor.config.settings import PollSettings
+from monitor.core.diff import JobState
 
 
 @dataclass(frozen=True, slots=True)

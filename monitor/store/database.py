@@ -22,10 +22,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from monitor.diff import JobState
+from monitor.core.diff import JobState
+from monitor.core.hang import HangState
 from monitor.errors import StateError
-from monitor.modelarts.schema import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
-from monitor.usage import HangState
+from monitor.modelarts.parse import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
 
 SCHEMA_VERSION = 3
 P = ParamSpec("P")

@@ -18,18 +18,18 @@ from typing import Any, Protocol, TextIO
 
 import httpx
 
-from monitor.config import (
+from monitor.config.settings import (
     ConsoleSinkSettings,
     FileSinkSettings,
     LogSinkSettings,
     SinkSettings,
     WebhookSinkSettings,
 )
-from monitor.events import TYPE_PREFIX
+from monitor.core.events import TYPE_PREFIX
 from monitor.logs import get_logger
 
 CloudEvent = Mapping[str, Any]
-log = get_logger("monitor.sinks")
+log = get_logger("monitor.delivery.sinks")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from monitor.core.events import Event, new_event
 from monitor.errors import InvalidResponse
-from monitor.events import Event, new_event
 
 USAGE_METRICS: dict[str, str] = {
     "cpuUsage": "cpu_usage",

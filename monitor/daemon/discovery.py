@@ -31,14 +31,14 @@ from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.config import DiscoverySettings
+from monitor.config.settings import DiscoverySettings
 from monitor.errors import ApiError, InvalidResponse, StateError
 from monitor.logs import get_logger
-from monitor.store import Store
+from monitor.store.database import Store
 
 __all__ = ["MAX_PAGES", "Discovery", "SearchResult", "search_all", "search_body"]
 
-log = get_logger("monitor.discovery")
+log = get_logger("monitor.daemon.discovery")
 
 MAX_PAGES = 1000
 """At most this many pages a round (50,000 jobs): a server that always answers full pages
