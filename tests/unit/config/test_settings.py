@@ -21,7 +21,7 @@ from monitor.config.settings import (
 )
 from monitor.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "example.yaml"
 SDK_ENV = {
     "HUAWEICLOUD_SDK_AK": "AKFROMENV",
     "HUAWEICLOUD_SDK_SK": "sk-from-env-0123456789",

@@ -15,7 +15,7 @@ from monitor.modelarts.parse import PHASES, parse_job
 from tests.conftest import FIXTURES, job_doc
 from tests.harness import require
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOW = 1_800_000_000.0
 
 

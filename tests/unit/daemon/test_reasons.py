@@ -30,7 +30,7 @@ from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_job
 from monitor.store.database import Store, state_from_dict, state_to_dict
 from tests.conftest import SEED_ID, job_doc
-from tests.unit.test_poller import LABELS, Clock, ListSink, wait_for
+from tests.unit.daemon.test_poller import LABELS, Clock, ListSink, wait_for
 
 RUN0 = {"start_at": 100, "start_type": "init_or_rescheduled"}
 RECOVERED = {
