@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backend import PROJECT, Backend, cpu_seconds, document, free_port, job_id, rss_bytes
 
 from monitor.core.diff import observe
-from monitor.exposition.series import JOB_FAMILIES
+from monitor.exposition.families import JOB_FAMILIES
 from monitor.modelarts.parse import parse_job
 
 CONCURRENCY = 32

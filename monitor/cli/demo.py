@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from monitor import logs
-from monitor.config.settings import parse_settings, split_listen
+from monitor.config.loading import parse_settings
+from monitor.config.settings import split_listen
 from monitor.daemon.app import App
 from monitor.simulator import Simulator, builtin_scenario, load_scenario, start, stop
 

@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from monitor import __version__, logs
-from monitor.config.settings import Settings, load_settings, split_listen
+from monitor.config.loading import load_settings
+from monitor.config.settings import Settings, split_listen
 from monitor.core.diff import observe
 from monitor.errors import ApiError, ConfigError, StateError
-from monitor.exposition.series import JOB_FAMILIES, render_job
+from monitor.exposition.families import JOB_FAMILIES
+from monitor.exposition.series import render_job
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -183,7 +185,7 @@ def _run(path: str) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from monitor.daemon.app import build_client
+    from monitor.daemon.wiring import build_client
     from monitor.modelarts.parse import parse_job
 
     problems = 0
@@ -202,7 +204,7 @@ async def _check(settings: Settings) -> int:
 
 
 async def _once(settings: Settings, only: str | None) -> int:
-    from monitor.daemon.app import build_client
+    from monitor.daemon.wiring import build_client
     from monitor.modelarts.parse import parse_job
 
     jobs = [j for j in settings.jobs if only is None or j.id == only]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from monitor.core.diff import JobState
 from monitor.core.events import rfc3339
+from monitor.core.state import JobState
 
 COLUMNS = (
     "JOB",

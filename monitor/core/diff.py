@@ -15,65 +15,27 @@ a record per run. Their contents are not trusted to be consistent (``end_at`` ma
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from monitor.core.events import Event, new_event
-from monitor.core.hang import HangState
-from monitor.modelarts.parse import (
+from monitor.core.job import (
     OTHER,
     RECOVER_RECORD_STRATEGIES,
     RECOVER_RESULTS,
     RECOVER_STRATEGIES,
     RECOVERING,
+    JobGone,
     JobSnapshot,
+    Observation,
     RecoverRecord,
     bounded,
 )
+from monitor.core.state import JobState
 
 TEXT_LIMIT = 300
 """Longest free text (a reason, a message) an event carries; longer text is cut with ``…``."""
 MAX_RECOVER_RECORDS = 10
 """Most ``recover_records`` a ``run_ended`` event carries (the newest, by list position)."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobGone:
-    """The API answered that the job does not exist (400 ``ModelArts.2775``)."""
-
-    job_id: str
-
-
-Observation = JobSnapshot | JobGone
-
-
-@dataclass(frozen=True, slots=True)
-class JobState:
-    """What the monitor keeps per job between polls: the last snapshot plus its own bookkeeping.
-
-    ``restarts`` is a floor for ``restarts_total``: the API's record list is recounted on every
-    poll (so the value is right after a monitor restart), but a counter must never go down, even
-    if the API one day returns a shorter list. ``recoveries`` (strategy -> result -> count) is the
-    same kind of floor for ``recoveries_total``.
-
-    ``last_reason`` is the newest ModelArts event message (``level``, ``time``, ``message``)
-    fetched for a failure transition of this job; the poller sets it, ``observe`` carries it.
-    """
-
-    job_id: str
-    snapshot: JobSnapshot | None = None
-    phase_since: float | None = None
-    restarts: Mapping[str, int] = field(default_factory=dict)
-    recoveries: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    last_reason: Mapping[str, str] = field(default_factory=dict)
-    gone: bool = False
-    gone_since: float | None = None
-    """When the API first said the job does not exist (for ``not_found_retention``)."""
-    hang: HangState = field(default_factory=HangState)
-    """The hung-job rule's bookkeeping (``usage.observe_hang``); only usage polling changes it."""
-
-    @property
-    def job_name(self) -> str:
-        return self.snapshot.name if self.snapshot else ""
 
 
 def restart_counts(snapshot: JobSnapshot) -> dict[str, int]:

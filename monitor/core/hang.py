@@ -1,10 +1,7 @@
 """Per-task resource usage and the hung-job rule, as pure functions.
 
-The per-task metrics endpoint returns, per metric, one value a minute (oldest first), with -1
-for "no data". The values read as percentages (the API reference's own example climbs from 2.43
-to 16.8); the reference does not state the unit, so the monitor *assumes* percent and exports
-ratios 0..1, and says so in the metrics' HELP. A -1 is never exported as 0: the series is
-absent instead.
+``modelarts/parse.py`` reads the per-task metrics endpoint into ``TaskUsage`` (the newest valid
+point of each metric as a ratio 0..1, the API's -1 "no data" left out, never exported as 0).
 
 A job is suspected hung when it is Running and every task's accelerator utilisation (GPU or
 NPU) reads 0 continuously for ``window`` seconds: one ``hang_suspected`` event per episode, and
@@ -17,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from monitor.core.events import Event, new_event
-from monitor.errors import InvalidResponse
 
 USAGE_METRICS: dict[str, str] = {
     "cpuUsage": "cpu_usage",
@@ -32,28 +28,6 @@ ACCELERATOR = ("gpuUtil", "npuUtil")
 
 TaskUsage = Mapping[str, float]
 """API metric name -> newest valid value as a ratio 0..1."""
-
-
-def parse_task_metrics(raw: object) -> dict[str, float]:
-    """The newest valid point of each known metric, as a ratio; raises ``InvalidResponse``."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list):
-        raise InvalidResponse("task metrics: expected an object with a 'metrics' array")
-    out: dict[str, float] = {}
-    for i, item in enumerate(raw["metrics"]):
-        if not isinstance(item, dict):
-            raise InvalidResponse(f"task metrics: metrics[{i}] is not an object")
-        name, values = item.get("metric"), item.get("value")
-        if name not in USAGE_METRICS:
-            continue  # a metric this monitor does not know yet
-        if not isinstance(values, list):
-            raise InvalidResponse(f"task metrics: metrics[{i}].value is not an array")
-        for value in reversed(values):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidResponse(f"task metrics: metrics[{i}].value has {value!r}")
-            if value >= 0:
-                out[str(name)] = min(float(value), 100.0) / 100.0
-                break
-    return out
 
 
 @dataclass(frozen=True, slots=True)

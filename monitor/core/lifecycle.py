@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from monitor.config.settings import PollSettings
-from monitor.core.diff import JobState
+from monitor.core.state import JobState
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,72 +20,29 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import httpx
 from aiohttp import web
 
-from monitor.config.settings import (
-    DiscoverySettings,
-    JobSettings,
-    Settings,
-    load_settings,
-    split_listen,
-)
+from monitor.config.loading import load_settings
+from monitor.config.settings import DiscoverySettings, JobSettings, Settings, split_listen
 from monitor.daemon.discovery import Discovery
 from monitor.daemon.poller import Poller
 from monitor.daemon.scheduler import PollScheduler
 from monitor.daemon.sharding import owns
 from monitor.daemon.usage import UsagePoller
+from monitor.daemon.wiring import build_client
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import Sink, build_sinks
 from monitor.errors import ConfigError, StateError
-from monitor.exposition.series import MonitorMetrics, SeriesStore
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
-from monitor.modelarts.auth import AkSkAuth
-from monitor.modelarts.client import ModelArtsClient, tls_verify
-from monitor.modelarts.iam import TokenAuth
-from monitor.modelarts.throttle import Throttle
-from monitor.modelarts.transport import build_transport
 from monitor.store.database import Store
-from monitor.web.server import JobRow, create_app
+from monitor.web.pages import JobRow
+from monitor.web.server import create_app
 
 log = get_logger("monitor.daemon.app")
 RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""
-
-
-def build_auth(settings: Settings) -> httpx.Auth | None:
-    auth = settings.auth
-    if auth.type == "aksk":
-        return AkSkAuth(auth.ak, auth.sk.get_secret_value(), project_id=settings.api.project_id)
-    if auth.type == "token":
-        return TokenAuth(
-            settings.iam_endpoint(),
-            user=auth.user,
-            password=auth.password.get_secret_value(),
-            domain=auth.domain,
-            project_id=settings.api.project_id,
-            refresh_before=auth.refresh_before,
-        )
-    return None
-
-
-def build_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> ModelArtsClient:
-    verify = tls_verify(settings.api.ca_file, settings.api.insecure_skip_verify)
-    if transport is None:
-        transport = build_transport(
-            settings.api.transport, verify=verify, max_connections=settings.poll.concurrency
-        )
-    return ModelArtsClient(
-        settings.api.endpoint,
-        settings.api.project_id,
-        auth=build_auth(settings),
-        timeout=settings.api.timeout,
-        max_connections=settings.poll.concurrency,
-        verify=verify,
-        throttle=Throttle(settings.poll.rate_limit, max_pause=settings.poll.retry.max_backoff),
-        transport=transport,
-    )
 
 
 class App:

@@ -22,20 +22,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 import structlog
 
 from monitor.config.settings import PollSettings, ReasonSettings
 from monitor.core.backoff import backoff_delay
-from monitor.core.diff import JobGone, JobState, Observation, clip, observe
+from monitor.core.diff import observe
 from monitor.core.events import Event, to_cloudevent
+from monitor.core.job import JobGone, Observation
 from monitor.core.lifecycle import plan
+from monitor.core.reasons import REASON_LEVELS, newest_reasons, wants_reasons
+from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import ApiError, JobNotFound, StateError
-from monitor.exposition.series import MonitorMetrics, SeriesStore
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_job
@@ -45,35 +48,6 @@ log = get_logger("monitor.daemon.poller")
 Schedule = Callable[[str, float | None, bool], None]
 """``schedule(job_id, interval or None to stop, initial)``: how the poller asks for a job's
 polls to be (re)scheduled; ``initial`` means the first poll should come soon."""
-FAILURE_PHASES = ("Failed", "Abnormal")
-REASON_LEVELS = ("Error", "Warning")
-
-
-def wants_reasons(event: Event) -> bool:
-    """A transition whose *why* is worth an extra API call: the job failed, or a run ended in a
-    fault recovery."""
-    if event.type == "phase_changed":
-        return event.data.get("to") in FAILURE_PHASES
-    return event.type == "run_ended" and bool(event.data.get("end_recover"))
-
-
-def newest_reasons(
-    batches: Iterable[Sequence[Mapping[str, str]]], limit: int
-) -> list[dict[str, str]]:
-    """Events of several levels merged newest first (by their ``time``; an unreadable time
-    sorts last, ties keep the batches' order), the first ``limit``, messages clipped."""
-    merged = sorted((e for batch in batches for e in batch), key=_event_time, reverse=True)
-    return [
-        {"level": clip(e["level"], 32), "time": clip(e["time"], 64), "message": clip(e["message"])}
-        for e in merged[:limit]
-    ]
-
-
-def _event_time(event: Mapping[str, str]) -> float:
-    try:
-        return datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
-    except (ValueError, OverflowError, OSError):
-        return float("-inf")
 
 
 @dataclass(slots=True)

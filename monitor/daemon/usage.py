@@ -18,13 +18,15 @@ from dataclasses import replace
 import structlog
 
 from monitor.config.settings import UsageSettings
-from monitor.core.diff import JobState
-from monitor.core.hang import TaskUsage, observe_hang, parse_task_metrics
+from monitor.core.hang import TaskUsage, observe_hang
+from monitor.core.state import JobState
 from monitor.daemon.poller import Poller
 from monitor.errors import ApiError
-from monitor.exposition.series import MonitorMetrics, SeriesStore
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
 from monitor.modelarts.client import ModelArtsClient
+from monitor.modelarts.parse import parse_task_metrics
 
 log = get_logger("monitor.core.hang")
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from monitor.core.backoff import backoff_delay
 from monitor.delivery.sinks import DeliveryError, Rejected, Sink
-from monitor.exposition.series import MonitorMetrics
+from monitor.exposition.own import MonitorMetrics
 from monitor.logs import get_logger
 from monitor.store.database import Store
 

@@ -1,4 +1,4 @@
-"""The job-detail document as an immutable ``JobSnapshot``.
+"""The API's JSON into ``core`` types: the job-detail document as an immutable ``JobSnapshot``.
 
 The authority is the API reference (``shared/reference/show-training-job-details.zh.txt``). The
 parser is deliberately two-faced:
@@ -9,140 +9,16 @@ parser is deliberately two-faced:
 * strict about what would make a snapshot a lie: a body that is not an object, a field of the
   wrong type, a job id that is not the one asked for. Those raise ``InvalidResponse`` naming the
   field, so a poll that gets garbage fails loudly and never becomes a transition.
-
-Only what the monitor uses is kept; the snapshot must be cheap to hold for 10,000 jobs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from monitor.core.hang import USAGE_METRICS
+from monitor.core.job import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
 from monitor.errors import InvalidResponse
-
-PHASES: tuple[str, ...] = (
-    "Creating",
-    "Pending",
-    "Running",
-    "Failed",
-    "Completed",
-    "Terminating",
-    "Terminated",
-    "Abnormal",
-)
-SECONDARY_PHASES: tuple[str, ...] = (
-    "Creating",
-    "Queuing",
-    "Running",
-    "Failed",
-    "Completed",
-    "Terminating",
-    "Terminated",
-    "CreateFailed",
-    "TerminatedFailed",
-    "Unknown",
-    "Lost",
-)
-RECOVER_STRATEGIES: tuple[str, ...] = (
-    "npu_proc_restart",
-    "gpu_proc_restart",
-    "proc_restart",
-    "pod_reschedule",
-    "job_reschedule",
-    "job_reschedule_with_taint",
-)
-RECOVER_RECORD_STRATEGIES: tuple[str, ...] = ("npu_step_retry", *RECOVER_STRATEGIES)
-"""``recover_records[].recover``: the SDK documents ``npu_step_retry`` and five of ``end_recover``'s
-six; ``gpu_proc_restart`` is kept too, so a GPU job's in-place restart is not exported as other."""
-RECOVERING = "recovering"
-"""``recover_result`` of a recovery still in progress: documented, but not an outcome."""
-RECOVER_RESULTS: tuple[str, ...] = (
-    "success",
-    "failed",
-    "downgrade",
-    "terminated",
-    "quotaExceeded",
-)
-"""The documented outcomes of ``recover_records[].recover_result`` (SDK 3.1.219), ``recovering``
-left out: it is what a record says before it has an outcome."""
-TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
-OTHER = "other"
-
-
-def bounded(value: str, documented: tuple[str, ...]) -> str:
-    """Map a value onto a documented enum, or ``other``: the one rule for every enum label."""
-    return value if value in documented else OTHER
-
-
-@dataclass(frozen=True, slots=True)
-class RecoverRecord:
-    """One fault-tolerance action taken when a run ended abnormally (SDK-only field). Seconds."""
-
-    recover: str = ""
-    recover_result: str = ""
-    fault_scenario: str = ""
-    reason: str = ""
-    related_task: str = ""
-    recover_start_at: int | None = None
-    recover_end_at: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunningRecord:
-    """One run of the job; a new one appears after every fault recovery. Times in seconds."""
-
-    start_at: int | None = None
-    end_at: int | None = None
-    start_type: str = ""
-    end_reason: str = ""
-    end_related_task: str = ""
-    end_recover: str = ""
-    end_recover_before_downgrade: str = ""
-    recover_records: tuple[RecoverRecord, ...] = ()
-
-    @property
-    def ended(self) -> bool:
-        return self.end_at is not None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskStatus:
-    task: str
-    exit_code: int | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class JobSnapshot:
-    """What one successful poll says about one job. Times from the API are kept in its units."""
-
-    job_id: str
-    name: str = ""
-    kind: str = ""
-    workspace_id: str = ""
-    user_name: str = ""
-    create_time_ms: int | None = None
-    engine_name: str = ""
-    engine_version: str = ""
-    flavor_id: str = ""
-    flavor_type: str = ""
-    pool_id: str = ""
-    requested_nodes: int | None = None
-    phase: str = ""
-    secondary_phase: str = ""
-    duration_ms: int | None = None
-    start_time_ms: int | None = None
-    nodes: int | None = None
-    """Value of the newest point of ``node_count_metrics`` (by timestamp, not list position)."""
-    nodes_at_ms: int | None = None
-    tasks: tuple[str, ...] = ()
-    task_statuses: tuple[TaskStatus, ...] = ()
-    running_records: tuple[RunningRecord, ...] = ()
-
-    @property
-    def terminal(self) -> bool:
-        return self.phase in TERMINAL_PHASES
 
 
 def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
@@ -264,6 +140,34 @@ def parse_job_events(raw: object) -> list[dict[str, str]]:
         event = {k: _str(obj.get(k), f"events[{i}].{k}") for k in EVENT_FIELDS}
         if event["message"]:
             out.append(event)
+    return out
+
+
+def parse_task_metrics(raw: object) -> dict[str, float]:
+    """The newest valid point of each known metric, as a ratio; raises ``InvalidResponse``.
+
+    The endpoint returns, per metric, one value a minute (oldest first), with -1 for "no data".
+    The values read as percentages (the API reference's own example climbs from 2.43 to 16.8);
+    the reference does not state the unit, so the monitor *assumes* percent and exports ratios
+    0..1, and says so in the metrics' HELP.
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list):
+        raise InvalidResponse("task metrics: expected an object with a 'metrics' array")
+    out: dict[str, float] = {}
+    for i, item in enumerate(raw["metrics"]):
+        if not isinstance(item, dict):
+            raise InvalidResponse(f"task metrics: metrics[{i}] is not an object")
+        name, values = item.get("metric"), item.get("value")
+        if name not in USAGE_METRICS:
+            continue  # a metric this monitor does not know yet
+        if not isinstance(values, list):
+            raise InvalidResponse(f"task metrics: metrics[{i}].value is not an array")
+        for value in reversed(values):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidResponse(f"task metrics: metrics[{i}].value has {value!r}")
+            if value >= 0:
+                out[str(name)] = min(float(value), 100.0) / 100.0
+                break
     return out
 
 

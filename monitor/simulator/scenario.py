@@ -101,7 +101,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from monitor.modelarts.parse import TERMINAL_PHASES
+from monitor.core.job import TERMINAL_PHASES
 from monitor.simulator.events import JobEvent
 from monitor.simulator.faults import FaultConfig
 from monitor.simulator.iam import IamConfig

@@ -18,98 +18,15 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from monitor.core.diff import JobState
-from monitor.core.hang import HangState
+from monitor.core.state import JobState, state_from_dict, state_to_dict
 from monitor.errors import StateError
-from monitor.modelarts.parse import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
+from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
-SCHEMA_VERSION = 3
 P = ParamSpec("P")
 T = TypeVar("T")
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE jobs (
-        job_id TEXT PRIMARY KEY,
-        state TEXT NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        job_id TEXT NOT NULL,
-        body TEXT NOT NULL
-    );
-    CREATE TABLE sink_positions (
-        sink TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL
-    );
-    """,
-    2: """
-    ALTER TABLE jobs ADD COLUMN last_success REAL;
-    """,
-    3: """
-    CREATE TABLE discovered (
-        job_id TEXT PRIMARY KEY,
-        labels TEXT NOT NULL,
-        found_at REAL NOT NULL
-    );
-    """,
-}
-"""Forward migrations: ``_MIGRATIONS[n]`` takes a database from version n-1 to n."""
-
-
-def state_to_dict(state: JobState) -> dict[str, Any]:
-    return {
-        "job_id": state.job_id,
-        "snapshot": asdict(state.snapshot) if state.snapshot else None,
-        "phase_since": state.phase_since,
-        "restarts": dict(state.restarts),
-        "recoveries": {k: dict(v) for k, v in state.recoveries.items()},
-        "last_reason": dict(state.last_reason),
-        "gone": state.gone,
-        "gone_since": state.gone_since,
-        "hang": asdict(state.hang),
-    }
-
-
-def state_from_dict(doc: Mapping[str, Any]) -> JobState:
-    snap = doc.get("snapshot")
-    snapshot = None
-    if snap is not None:
-        snapshot = JobSnapshot(
-            **{
-                **snap,
-                "tasks": tuple(snap["tasks"]),
-                "task_statuses": tuple(TaskStatus(**t) for t in snap["task_statuses"]),
-                "running_records": tuple(
-                    RunningRecord(
-                        **{
-                            **r,
-                            "recover_records": tuple(
-                                RecoverRecord(**x) for x in r.get("recover_records", ())
-                            ),
-                        }
-                    )
-                    for r in snap["running_records"]
-                ),
-            }
-        )
-    return JobState(
-        job_id=doc["job_id"],
-        snapshot=snapshot,
-        phase_since=doc.get("phase_since"),
-        restarts=dict(doc.get("restarts") or {}),
-        recoveries={k: dict(v) for k, v in (doc.get("recoveries") or {}).items()},
-        last_reason=dict(doc.get("last_reason") or {}),
-        gone=bool(doc.get("gone")),
-        gone_since=doc.get("gone_since"),
-        hang=HangState(**(doc.get("hang") or {})),
-    )
 
 
 class Store:
@@ -185,7 +102,7 @@ class Store:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             try:
                 self._db.executescript(
-                    f"BEGIN IMMEDIATE;{_MIGRATIONS[target]};PRAGMA user_version = {target};COMMIT;"
+                    f"BEGIN IMMEDIATE;{MIGRATIONS[target]};PRAGMA user_version = {target};COMMIT;"
                 )
             except sqlite3.Error:
                 if self._db.in_transaction:

@@ -7,15 +7,12 @@ it knows nothing of how snapshots are made and tests can serve any body they lik
 from __future__ import annotations
 
 import asyncio
-import html
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from monitor import __version__
-from monitor.core.events import rfc3339
+from monitor.web.pages import JobRow, landing_page
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 GZIP_LEVEL = 1
@@ -34,19 +31,6 @@ def accepts_gzip(header: str) -> bool:
             except ValueError:
                 return False
     return False
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    job_id: str
-    name: str
-    phase: str
-    secondary_phase: str
-    up: bool
-    last_success: float | None
-    restarts: int
-    last_reason: str = ""
-    """The newest ModelArts event message fetched for a failure of this job, as one line."""
 
 
 def create_app(
@@ -97,31 +81,3 @@ def create_app(
     app.router.add_get("/readyz", get_readyz)
     app.router.add_get("/", get_index)
     return app
-
-
-def landing_page(rows: Sequence[JobRow]) -> str:
-    """A page a person can read without Grafana; every value from the API is escaped."""
-    e = html.escape
-    body = "".join(
-        "<tr>"
-        f"<td>{e(r.name) or '<i>unknown</i>'}</td><td><code>{e(r.job_id)}</code></td>"
-        f"<td>{e(r.phase) or '-'}</td><td>{e(r.secondary_phase) or '-'}</td>"
-        f"<td>{'up' if r.up else '<b>down</b>'}</td>"
-        f"<td>{e(rfc3339(r.last_success)) if r.last_success else 'never'}</td>"
-        f"<td>{r.restarts}</td>"
-        f"<td>{e(r.last_reason) or '-'}</td>"
-        "</tr>"
-        for r in rows
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>modelarts-monitor</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;"
-        "text-align:left}tr:nth-child(even){background:#f3f3f3}</style></head><body>"
-        f"<h1>modelarts-monitor {e(__version__)}</h1>"
-        "<p><a href='/metrics'>/metrics</a> · <a href='/healthz'>/healthz</a> · "
-        "<a href='/readyz'>/readyz</a></p>"
-        f"<table><tr><th>job</th><th>id</th><th>phase</th><th>secondary phase</th>"
-        "<th>poll</th><th>last successful poll</th><th>restarts</th><th>last reason</th></tr>"
-        f"{body}</table>"
-        "</body></html>"
-    )

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.config.settings import Settings, parse_settings
+from monitor.config.loading import parse_settings
+from monitor.config.settings import Settings
 from tests.harness import require
 
 ROOT = Path(__file__).resolve().parents[2]

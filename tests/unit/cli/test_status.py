@@ -12,9 +12,9 @@ import yaml
 
 from monitor.cli.main import main
 from monitor.cli.status import COLUMNS, render_table, status_rows
-from monitor.core.diff import JobState
 from monitor.core.events import new_event, to_cloudevent
-from monitor.modelarts.parse import JobSnapshot
+from monitor.core.job import JobSnapshot
+from monitor.core.state import JobState
 from monitor.store.database import Store
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")

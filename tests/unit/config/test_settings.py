@@ -10,14 +10,13 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from monitor.config.loading import load_settings, parse_settings
 from monitor.config.settings import (
     RESERVED_LABELS,
     FileSinkSettings,
     Settings,
     WebhookSinkSettings,
-    load_settings,
     parse_duration,
-    parse_settings,
 )
 from monitor.errors import ConfigError
 

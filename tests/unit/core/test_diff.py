@@ -10,14 +10,14 @@ import pytest
 from monitor.core.diff import (
     MAX_RECOVER_RECORDS,
     TEXT_LIMIT,
-    JobGone,
-    JobState,
     diff,
     observe,
     recovery_counts,
     restart_counts,
 )
-from monitor.modelarts.parse import JobSnapshot, parse_job
+from monitor.core.job import JobGone, JobSnapshot
+from monitor.core.state import JobState
+from monitor.modelarts.parse import parse_job
 from tests.conftest import job_doc
 
 NOW = 1_800_000_000.0

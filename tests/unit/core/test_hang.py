@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from monitor.core.hang import HangState, accelerators_idle, observe_hang, parse_task_metrics
+from monitor.core.hang import HangState, accelerators_idle, observe_hang
 from monitor.errors import InvalidResponse
+from monitor.modelarts.parse import parse_task_metrics
 
 DOC_EXAMPLE = {
     "metrics": [

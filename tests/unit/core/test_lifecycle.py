@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from monitor.config.settings import PollSettings
-from monitor.core.diff import JobState
+from monitor.core.job import JobSnapshot
 from monitor.core.lifecycle import Plan, plan
-from monitor.modelarts.parse import JobSnapshot
+from monitor.core.state import JobState
 
 NOW = 1_000_000.0
 POLL = PollSettings(

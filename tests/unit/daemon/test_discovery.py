@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.config.settings import DiscoverySettings, parse_settings
+from monitor.config.loading import parse_settings
+from monitor.config.settings import DiscoverySettings
 from monitor.daemon.discovery import Discovery, search_all, search_body
 from monitor.daemon.sharding import owns
 from monitor.errors import ConfigError, InvalidResponse, ServerError, StateError

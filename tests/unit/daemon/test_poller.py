@@ -16,12 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.config.settings import PollSettings, RetrySettings
-from monitor.core.diff import JobState
+from monitor.core.state import JobState
 from monitor.daemon.poller import Poller
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import CloudEvent
 from monitor.errors import StateError
-from monitor.exposition.series import MonitorMetrics, SeriesStore
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.store.database import Store
 from tests.conftest import SEED_ID, job_doc, wait_for

@@ -22,13 +22,16 @@ from structlog.testing import capture_logs
 
 from monitor.config.settings import ReasonSettings
 from monitor.core.diff import diff, observe
-from monitor.daemon.poller import Poller, newest_reasons
+from monitor.core.reasons import newest_reasons
+from monitor.core.state import state_from_dict, state_to_dict
+from monitor.daemon.poller import Poller
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import AuthError, InvalidResponse, RateLimited
-from monitor.exposition.series import MonitorMetrics, SeriesStore
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_job
-from monitor.store.database import Store, state_from_dict, state_to_dict
+from monitor.store.database import Store
 from tests.conftest import SEED_ID, job_doc
 from tests.unit.daemon.test_poller import LABELS, Clock, ListSink, wait_for
 

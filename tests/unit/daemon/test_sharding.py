@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config.settings import parse_settings
+from monitor.config.loading import parse_settings
 from monitor.daemon.sharding import hostname_ordinal, jump_hash, owns, shard_of, stable_hash
 from monitor.errors import ConfigError
 

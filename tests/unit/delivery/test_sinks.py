@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.core.diff import JobState
 from monitor.core.events import new_event, to_cloudevent
+from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import CloudEvent, ConsoleSink, FileSink, LogSink, describe
 from monitor.store.database import Store

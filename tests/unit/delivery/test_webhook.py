@@ -18,11 +18,11 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from monitor.config.settings import WebhookSinkSettings
-from monitor.core.diff import JobState
 from monitor.core.events import new_event, to_cloudevent
+from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import DeliveryError, Rejected, WebhookSink, build_sinks
-from monitor.exposition.series import MonitorMetrics
+from monitor.exposition.own import MonitorMetrics
 from monitor.store.database import Store
 from tests.conftest import SEED_ID
 

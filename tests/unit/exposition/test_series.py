@@ -9,9 +9,14 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.core.diff import JobState, observe
-from monitor.exposition.series import JOB_FAMILIES, MonitorMetrics, SeriesStore, metrics_doc
-from monitor.modelarts.parse import PHASES, parse_job
+from monitor.core.diff import observe
+from monitor.core.job import PHASES
+from monitor.core.state import JobState
+from monitor.exposition.doc import metrics_doc
+from monitor.exposition.families import JOB_FAMILIES
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
+from monitor.modelarts.parse import parse_job
 from tests.conftest import FIXTURES, job_doc
 from tests.harness import require
 
@@ -220,7 +225,7 @@ def test_promtool_accepts_the_exposition(seed_doc: dict[str, Any], tmp_path: Pat
 
 def test_metrics_doc_matches_the_code() -> None:
     assert (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8") == metrics_doc(), (
-        "regenerate with: python -m monitor.exposition.series > docs/metrics.md"
+        "regenerate with: python -m monitor.exposition.doc > docs/metrics.md"
     )
 
 

@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 
-from monitor.errors import InvalidResponse
-from monitor.modelarts.parse import (
+from monitor.core.job import (
     RECOVER_RECORD_STRATEGIES,
     RECOVER_RESULTS,
     RECOVERING,
     JobSnapshot,
     RecoverRecord,
     bounded,
-    parse_job,
-    parse_job_events,
 )
+from monitor.errors import InvalidResponse
+from monitor.modelarts.parse import parse_job, parse_job_events
 from tests.conftest import SEED_ID, job_doc
 
 

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from monitor.core.diff import JobState, observe
+from monitor.core.diff import observe
 from monitor.core.events import new_event, to_cloudevent
+from monitor.core.state import JobState
 from monitor.errors import StateError
 from monitor.modelarts.parse import parse_job
-from monitor.store.database import SCHEMA_VERSION, Store
+from monitor.store.database import Store
+from monitor.store.migrations import SCHEMA_VERSION
 from tests.conftest import SEED_ID, job_doc
 
 NOW = 1_800_000_000.0

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from monitor.core.diff import JobState
 from monitor.core.events import new_event, to_cloudevent
+from monitor.core.job import JobSnapshot, RunningRecord, TaskStatus
+from monitor.core.state import JobState, state_to_dict
 from monitor.errors import StateError
-from monitor.modelarts.parse import JobSnapshot, RunningRecord, TaskStatus
-from monitor.store.database import _MIGRATIONS, SCHEMA_VERSION, Store, state_to_dict
+from monitor.store.database import Store
+from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from tests.conftest import SEED_ID
 
 NOW = 1_800_000_000.0
@@ -135,7 +136,7 @@ def normalized(sql: str) -> str:
 
 def test_the_released_version_1_schema_is_never_edited() -> None:
     """Old databases were created by this exact script; later changes need a new migration."""
-    assert normalized(_MIGRATIONS[1]) == normalized(V1_SCHEMA)
+    assert normalized(MIGRATIONS[1]) == normalized(V1_SCHEMA)
 
 
 def test_a_version_1_database_is_migrated_on_open_and_keeps_its_job_and_outbox(

@@ -10,7 +10,8 @@ import pytest
 from aiohttp import web
 
 from monitor.core.events import rfc3339
-from monitor.web.server import JobRow, create_app
+from monitor.web.pages import JobRow
+from monitor.web.server import create_app
 from tests.conftest import SEED_ID
 
 NOW = 1_800_000_000.0

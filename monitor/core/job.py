@@ -1,0 +1,147 @@
+"""A training job as the monitor knows it: an immutable snapshot of one successful poll.
+
+These are the domain's types, not the wire's: ``modelarts/parse.py`` builds them from the API's
+JSON and bounds every value on the way in, and everything after it (the diff, the store, the
+metrics, the pages) meets only these. The enums are the documented values of the API reference
+(``shared/reference/show-training-job-details.zh.txt``) and of the official SDK; a value outside
+them is kept as it came in the snapshot and exported as ``other`` (``bounded``).
+
+Only what the monitor uses is kept; the snapshot must be cheap to hold for 10,000 jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PHASES: tuple[str, ...] = (
+    "Creating",
+    "Pending",
+    "Running",
+    "Failed",
+    "Completed",
+    "Terminating",
+    "Terminated",
+    "Abnormal",
+)
+SECONDARY_PHASES: tuple[str, ...] = (
+    "Creating",
+    "Queuing",
+    "Running",
+    "Failed",
+    "Completed",
+    "Terminating",
+    "Terminated",
+    "CreateFailed",
+    "TerminatedFailed",
+    "Unknown",
+    "Lost",
+)
+RECOVER_STRATEGIES: tuple[str, ...] = (
+    "npu_proc_restart",
+    "gpu_proc_restart",
+    "proc_restart",
+    "pod_reschedule",
+    "job_reschedule",
+    "job_reschedule_with_taint",
+)
+RECOVER_RECORD_STRATEGIES: tuple[str, ...] = ("npu_step_retry", *RECOVER_STRATEGIES)
+"""``recover_records[].recover``: the SDK documents ``npu_step_retry`` and five of ``end_recover``'s
+six; ``gpu_proc_restart`` is kept too, so a GPU job's in-place restart is not exported as other."""
+RECOVERING = "recovering"
+"""``recover_result`` of a recovery still in progress: documented, but not an outcome."""
+RECOVER_RESULTS: tuple[str, ...] = (
+    "success",
+    "failed",
+    "downgrade",
+    "terminated",
+    "quotaExceeded",
+)
+"""The documented outcomes of ``recover_records[].recover_result`` (SDK 3.1.219), ``recovering``
+left out: it is what a record says before it has an outcome."""
+TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
+OTHER = "other"
+
+
+def bounded(value: str, documented: tuple[str, ...]) -> str:
+    """Map a value onto a documented enum, or ``other``: the one rule for every enum label."""
+    return value if value in documented else OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverRecord:
+    """One fault-tolerance action taken when a run ended abnormally (SDK-only field). Seconds."""
+
+    recover: str = ""
+    recover_result: str = ""
+    fault_scenario: str = ""
+    reason: str = ""
+    related_task: str = ""
+    recover_start_at: int | None = None
+    recover_end_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRecord:
+    """One run of the job; a new one appears after every fault recovery. Times in seconds."""
+
+    start_at: int | None = None
+    end_at: int | None = None
+    start_type: str = ""
+    end_reason: str = ""
+    end_related_task: str = ""
+    end_recover: str = ""
+    end_recover_before_downgrade: str = ""
+    recover_records: tuple[RecoverRecord, ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        return self.end_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    task: str
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """What one successful poll says about one job. Times from the API are kept in its units."""
+
+    job_id: str
+    name: str = ""
+    kind: str = ""
+    workspace_id: str = ""
+    user_name: str = ""
+    create_time_ms: int | None = None
+    engine_name: str = ""
+    engine_version: str = ""
+    flavor_id: str = ""
+    flavor_type: str = ""
+    pool_id: str = ""
+    requested_nodes: int | None = None
+    phase: str = ""
+    secondary_phase: str = ""
+    duration_ms: int | None = None
+    start_time_ms: int | None = None
+    nodes: int | None = None
+    """Value of the newest point of ``node_count_metrics`` (by timestamp, not list position)."""
+    nodes_at_ms: int | None = None
+    tasks: tuple[str, ...] = ()
+    task_statuses: tuple[TaskStatus, ...] = ()
+    running_records: tuple[RunningRecord, ...] = ()
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+
+@dataclass(frozen=True, slots=True)
+class JobGone:
+    """The API answered that the job does not exist (400 ``ModelArts.2775``)."""
+
+    job_id: str
+
+
+Observation = JobSnapshot | JobGone

@@ -1,0 +1,242 @@
+"""The job metric families: one flat table of name, type, help, labels and a pure function.
+
+Each family maps a job's snapshot and state to its samples, the way kube-state-metrics declares
+``jobMetricFamilies``; the label every job series shares (``job_id``, ``job_name``, configured
+labels) are added in one place, ``series.job_label_prefix``. The table is the single source of
+truth for metric names and their labels: the renderer, the metrics doc and the set of label
+names a job may not use are all read from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from monitor.core.hang import USAGE_METRICS
+from monitor.core.job import (
+    OTHER,
+    PHASES,
+    RECOVER_RECORD_STRATEGIES,
+    RECOVER_RESULTS,
+    RECOVER_STRATEGIES,
+    SECONDARY_PHASES,
+    JobSnapshot,
+    bounded,
+)
+from monitor.core.state import JobState
+
+Sample = tuple[Mapping[str, str], float]
+CACHED = " Cached from the last successful poll."
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...]
+    samples: Callable[[JobSnapshot, JobState], Iterable[Sample]]
+
+    @property
+    def header(self) -> bytes:
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n".encode()
+
+
+def _state_set(label: str, value: str, documented: tuple[str, ...]) -> list[Sample]:
+    current = bounded(value, documented) if value else None
+    return [({label: s}, 1.0 if s == current else 0.0) for s in (*documented, OTHER)]
+
+
+def one(value: float | None) -> list[Sample]:
+    return [] if value is None else [({}, float(value))]
+
+
+def _info(s: JobSnapshot, st: JobState) -> list[Sample]:
+    return [
+        (
+            {
+                "workspace_id": s.workspace_id,
+                "user_name": s.user_name,
+                "engine_name": s.engine_name,
+                "engine_version": s.engine_version,
+                "flavor_id": s.flavor_id,
+                "flavor_type": s.flavor_type,
+                "pool_id": s.pool_id,
+            },
+            1.0,
+        )
+    ]
+
+
+def _ms(value: int | None) -> float | None:
+    return None if value is None else value / 1000
+
+
+JOB_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "modelarts_training_job_info",
+        "gauge",
+        "Fixed attributes of a training job, value 1." + CACHED,
+        (
+            "workspace_id",
+            "user_name",
+            "engine_name",
+            "engine_version",
+            "flavor_id",
+            "flavor_type",
+            "pool_id",
+        ),
+        _info,
+    ),
+    Family(
+        "modelarts_training_job_phase",
+        "gauge",
+        "1 for the job's current phase (status.phase), 0 for every other documented phase;"
+        " undocumented values are exported as other." + CACHED,
+        ("phase",),
+        (lambda s, st: _state_set("phase", s.phase, PHASES)),
+    ),
+    Family(
+        "modelarts_training_job_secondary_phase",
+        "gauge",
+        "1 for the job's current secondary phase (status.secondary_phase), 0 for the others;"
+        " undocumented values are exported as other." + CACHED,
+        ("secondary_phase",),
+        (
+            lambda s, st: _state_set(
+                "secondary_phase",
+                s.secondary_phase,
+                SECONDARY_PHASES,
+            )
+        ),
+    ),
+    Family(
+        "modelarts_training_job_duration_seconds",
+        "gauge",
+        "Run time of the job reported by ModelArts (status.duration)." + CACHED,
+        (),
+        (lambda s, st: one(_ms(s.duration_ms))),
+    ),
+    Family(
+        "modelarts_training_job_nodes",
+        "gauge",
+        "Nodes in the newest point of status.node_count_metrics." + CACHED,
+        (),
+        (lambda s, st: one(s.nodes)),
+    ),
+    Family(
+        "modelarts_training_job_requested_nodes",
+        "gauge",
+        "Nodes requested by the job (spec.resource.node_count)." + CACHED,
+        (),
+        (lambda s, st: one(s.requested_nodes)),
+    ),
+    Family(
+        "modelarts_training_job_created_timestamp_seconds",
+        "gauge",
+        "When the job was created (metadata.create_time), Unix seconds." + CACHED,
+        (),
+        (lambda s, st: one(_ms(s.create_time_ms))),
+    ),
+    Family(
+        "modelarts_training_job_start_timestamp_seconds",
+        "gauge",
+        "When the job started (status.start_time), Unix seconds; absent until it has started."
+        + CACHED,
+        (),
+        (lambda s, st: one(_ms(s.start_time_ms or None))),
+    ),
+    Family(
+        "modelarts_training_job_running_records",
+        "gauge",
+        "Runs of the job so far, one per start and fault recovery (status.running_records)."
+        + CACHED,
+        (),
+        (lambda s, st: one(len(s.running_records))),
+    ),
+    Family(
+        "modelarts_training_job_restarts_total",
+        "counter",
+        "Runs that ended with each fault-recovery strategy (running_records[].end_recover),"
+        " counted from the job's full record list; undocumented strategies as other." + CACHED,
+        ("end_recover",),
+        (
+            lambda s, st: [
+                ({"end_recover": k}, float(st.restarts.get(k, 0)))
+                for k in (*RECOVER_STRATEGIES, OTHER)
+            ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_recoveries_total",
+        "counter",
+        "Fault-recovery actions by strategy and outcome (running_records[].recover_records[]:"
+        " recover, recover_result), counted from the job's full record list once an outcome is"
+        " known (recovering ones are not counted yet); only combinations that occurred are"
+        " exported; undocumented values as other." + CACHED,
+        ("recover", "recover_result"),
+        (
+            lambda s, st: [
+                ({"recover": r, "recover_result": k}, float(st.recoveries[r][k]))
+                for r in (*RECOVER_RECORD_STRATEGIES, OTHER)
+                for k in (*RECOVER_RESULTS, OTHER)
+                if k in st.recoveries.get(r, {})
+            ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_task_exit_code",
+        "gauge",
+        "Exit code of each task that reported one (status.task_statuses)." + CACHED,
+        ("task",),
+        (
+            lambda s, st: [
+                ({"task": t.task}, float(t.exit_code))
+                for t in s.task_statuses
+                if t.exit_code is not None and t.task
+            ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_phase_last_change_timestamp_seconds",
+        "gauge",
+        "When the monitor first saw the job's current phase, Unix seconds.",
+        (),
+        (lambda s, st: one(st.phase_since)),
+    ),
+)
+
+HEALTH_FAMILIES: tuple[Family, ...] = (
+    Family(
+        "modelarts_monitor_up",
+        "gauge",
+        "1 if the last poll of this job succeeded, else 0.",
+        (),
+        lambda s, st: (),  # health values are not part of JobState; see SeriesStore.set_health
+    ),
+    Family(
+        "modelarts_monitor_last_poll_success_timestamp_seconds",
+        "gauge",
+        "When this job was last polled successfully, Unix seconds.",
+        (),
+        lambda s, st: (),
+    ),
+)
+
+
+USAGE_FAMILIES: tuple[Family, ...] = tuple(
+    Family(
+        f"modelarts_training_job_task_{name}_ratio",
+        "gauge",
+        f"Newest valid {api} of each task of a Running job (GET .../metrics/{{task}}), as a"
+        " ratio 0..1. Assumes the API reports percent (its reference does not say); absent"
+        " while the API has no data (-1).",
+        ("task",),
+        lambda s, st: (),  # rendered from usage readings; see SeriesStore.set_usage
+    )
+    for api, name in USAGE_METRICS.items()
+)
+FAMILIES = (*JOB_FAMILIES, *USAGE_FAMILIES, *HEALTH_FAMILIES)
+USAGE = len(JOB_FAMILIES)
+UP = USAGE + len(USAGE_FAMILIES)
+LAST_SUCCESS = UP + 1
