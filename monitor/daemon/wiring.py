@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 
 from monitor.config.settings import Settings
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
+from monitor.modelarts.auth.iam import TokenAuth
 from monitor.modelarts.client import ModelArtsClient, tls_verify
-from monitor.modelarts.iam import TokenAuth
 from monitor.modelarts.throttle import Throttle
 from monitor.modelarts.transport import build_transport
 

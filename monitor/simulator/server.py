@@ -4,7 +4,7 @@ Why it exists: the monitor must be exercised end to end -- HTTP, signing, error 
 400-for-a-deleted-job quirk -- without a cloud account, both by the ``demo`` command and by the
 integration tests over loopback. It speaks the real wire format (see ``scenario.py`` for the
 document) and the real error bodies, and knows nothing of the monitor's internals; the one
-exception is ``monitor.modelarts.auth.verify``, imported lazily, so that the AK/SK check the
+exception is ``monitor.modelarts.auth.aksk.verify``, imported lazily, so that the AK/SK check the
 simulator applies is exactly the scheme the monitor signs with.
 
 Scenario time runs on a clock: ``(clock() - start) * speed + offset`` in real mode, or only when
@@ -292,7 +292,7 @@ async def _auth_problem(request: web.Request, sim: Simulator) -> str | None:
 
 async def _signature_problem(request: web.Request, credentials: Mapping[str, str]) -> str | None:
     """Why the request's AK/SK signature is not valid, or ``None`` if it is."""
-    from monitor.modelarts.auth import verify
+    from monitor.modelarts.auth.aksk import verify
 
     body = await request.read()
     # The URL as the client sent it: Host header plus the undecoded path and query, so that

@@ -23,7 +23,7 @@ from monitor.errors import (
     ServerError,
     TransientError,
 )
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
 from monitor.modelarts.client import MAX_BODY_BYTES, ModelArtsClient
 from monitor.simulator import Simulator, parse_scenario, start, stop
 from tests.conftest import SEED_ID, job_doc

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
 from monitor.modelarts.parse import parse_job
 from monitor.simulator import Simulator, builtin_scenario, parse_scenario
 from monitor.simulator.events import event_time

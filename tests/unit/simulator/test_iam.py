@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from monitor.cli.main import build_parser, main
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
 from monitor.modelarts.parse import parse_job
 from monitor.simulator import (
     IamConfig,

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from monitor.errors import ApiError
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
 from monitor.modelarts.client import ModelArtsClient
 from monitor.simulator import Scenario, Simulator, parse_scenario, start, stop
 from monitor.simulator.search import SearchError, search

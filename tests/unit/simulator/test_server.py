@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
 from monitor.modelarts.parse import parse_job
 from monitor.simulator import Simulator, builtin_scenario, parse_scenario, start, stop
 from tests.conftest import Serve

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from monitor.modelarts.auth import AkSkAuth
+from monitor.modelarts.auth.aksk import AkSkAuth
 from monitor.simulator import Simulator, builtin_scenario, parse_scenario
 from monitor.simulator.loader import ScenarioError
 from monitor.simulator.scenario import JobSpec, Scenario

@@ -17,7 +17,7 @@ from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.modelarts.auth import (
+from monitor.modelarts.auth.aksk import (
     DATE_FORMAT,
     UNSIGNED_HEADERS,
     AkSkAuth,

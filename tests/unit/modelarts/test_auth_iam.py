@@ -26,8 +26,8 @@ from monitor.errors import (
     RateLimited,
     ServerError,
 )
+from monitor.modelarts.auth.iam import TokenAuth, _parse_time
 from monitor.modelarts.client import ModelArtsClient
-from monitor.modelarts.iam import TokenAuth, _parse_time
 from tests.conftest import SEED_ID, job_doc
 
 IAM = "https://iam.cn-north-4.myhuaweicloud.com"
