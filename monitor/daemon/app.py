@@ -38,7 +38,7 @@ from monitor.store.database import Store
 from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 
-log = get_logger("monitor.daemon.app")
+log = get_logger("monitor.app")
 RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0

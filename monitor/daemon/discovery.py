@@ -38,7 +38,7 @@ from monitor.store.database import Store
 
 __all__ = ["MAX_PAGES", "Discovery", "SearchResult", "search_all", "search_body"]
 
-log = get_logger("monitor.daemon.discovery")
+log = get_logger("monitor.discovery")
 
 MAX_PAGES = 1000
 """At most this many pages a round (50,000 jobs): a server that always answers full pages

@@ -28,7 +28,7 @@ from monitor.logs import get_logger
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_task_metrics
 
-log = get_logger("monitor.core.hang")
+log = get_logger("monitor.usage")
 
 
 class UsagePoller:

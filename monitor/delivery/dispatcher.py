@@ -22,7 +22,7 @@ from monitor.exposition.own import MonitorMetrics
 from monitor.logs import get_logger
 from monitor.store.database import Store
 
-log = get_logger("monitor.delivery.dispatcher")
+log = get_logger("monitor.dispatcher")
 
 
 class Dispatcher:

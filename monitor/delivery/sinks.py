@@ -29,7 +29,7 @@ from monitor.core.events import TYPE_PREFIX
 from monitor.logs import get_logger
 
 CloudEvent = Mapping[str, Any]
-log = get_logger("monitor.delivery.sinks")
+log = get_logger("monitor.sinks")
 
 
 @dataclass(frozen=True, slots=True)
