@@ -21,7 +21,7 @@ from tests.harness import (
 
 pytestmark = pytest.mark.integration
 
-DEMO = Path(monitor.__file__).parent / "scenarios" / "demo.yaml"
+DEMO = Path(monitor.__file__).parent / "simulator" / "scenarios" / "demo.yaml"
 BERT, RESNET, LLAMA, SWEEP = "bert-pretrain", "resnet-finetune", "llama-sft", "data-sweep"
 
 EXPECTED = Counter(
