@@ -12,34 +12,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from monitor.exposition.families import reserved_label_names
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
-RESERVED_LABELS = frozenset(
-    {
-        "job_id",
-        "job_name",
-        "phase",
-        "secondary_phase",
-        "end_recover",
-        "task",
-        "result",
-        "type",
-        "version",
-        "sink",
-        "le",
-        "quantile",
-        "workspace_id",
-        "user_name",
-        "engine_name",
-        "engine_version",
-        "flavor_id",
-        "flavor_type",
-        "pool_id",
-    }
-)
-"""Label names the monitor sets itself; a job label with one of these names would clash."""
+RESERVED_LABELS = reserved_label_names()
+"""Label names the monitor sets itself (read from the metric family tables)."""
 
 
 def parse_duration(value: object) -> float:

@@ -24,6 +24,10 @@ from monitor.core.job import (
     bounded,
 )
 from monitor.core.state import JobState
+from monitor.exposition.own import OWN_LABELS
+
+SHARED_LABELS: tuple[str, ...] = ("job_id", "job_name")
+"""The labels every job series carries before the job's configured ones."""
 
 Sample = tuple[Mapping[str, str], float]
 CACHED = " Cached from the last successful poll."
@@ -240,3 +244,14 @@ FAMILIES = (*JOB_FAMILIES, *USAGE_FAMILIES, *HEALTH_FAMILIES)
 USAGE = len(JOB_FAMILIES)
 UP = USAGE + len(USAGE_FAMILIES)
 LAST_SUCCESS = UP + 1
+
+
+def reserved_label_names() -> frozenset[str]:
+    """Every label name the monitor sets itself, read from the tables: the shared job labels,
+    each family's own, the monitor's own metrics' and the exposition format's (``le``,
+    ``quantile``). A job label with one of these names would render a duplicate label and
+    make the whole scrape unparseable, so the config refuses it."""
+    return frozenset(
+        {*SHARED_LABELS, *(name for f in FAMILIES for name in f.labels), *OWN_LABELS}
+        | {"le", "quantile"}
+    )

@@ -14,6 +14,9 @@ from monitor import __version__
 from monitor.core.events import EVENT_TYPES
 from monitor.errors import POLL_RESULTS
 
+OWN_LABELS = frozenset({"result", "reason", "type", "sink", "version"})
+"""The label names of the monitor's own families below (a test keeps this true)."""
+
 
 class MonitorMetrics:
     """The monitor's own counters, on a registry of its own (no process-global state)."""

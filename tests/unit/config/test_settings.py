@@ -475,3 +475,25 @@ def test_defaults_when_sections_are_left_out() -> None:
     assert s.server.listen == "0.0.0.0:9888"
     assert (s.log.level, s.log.format) == ("info", "auto")
     assert s.jobs == []
+
+
+def _label_names_set_by_families() -> list[str]:
+    from monitor.exposition.families import FAMILIES, SHARED_LABELS
+
+    return sorted({*SHARED_LABELS, *(name for f in FAMILIES for name in f.labels)})
+
+
+@pytest.mark.parametrize("name", _label_names_set_by_families())
+def test_every_label_name_a_job_family_sets_is_refused_as_a_job_label(name: str) -> None:
+    """Read from the family table, not from the reserved set: a family that gains a label
+    (as recoveries_total gained recover and recover_result) reserves it with no second list."""
+    for doc, where in (
+        (base(jobs=[{"id": "a", "labels": {name: "x"}}]), "jobs[0].labels"),
+        (
+            base(discovery={"labels": [{"name_regex": ".*", "labels": {name: "x"}}]}),
+            "discovery.labels[0].labels",
+        ),
+    ):
+        assert problems_of(doc) == [
+            f"{where}: {name!r} is set by the monitor itself; choose another name"
+        ]

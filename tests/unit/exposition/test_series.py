@@ -303,3 +303,13 @@ def test_usage_series_per_task_absent_without_data_and_dropped_on_request() -> N
     assert samples(text, "modelarts_training_job_task_npu_utilization_ratio") == {}
     store.set_usage(state.job_id, None)
     assert samples(scrape(store), "modelarts_training_job_task_cpu_usage_ratio") == {}
+
+
+def test_own_labels_names_every_label_of_the_monitors_own_families() -> None:
+    from monitor.exposition.own import OWN_LABELS
+
+    metrics = MonitorMetrics()
+    metrics.outbox_pending.labels("webhook").set(0)
+    metrics.deliveries.labels("webhook", "ok")
+    seen = {k for fam in metrics.registry.collect() for s in fam.samples for k in s.labels}
+    assert seen - {"le"} == OWN_LABELS
