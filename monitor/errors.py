@@ -3,6 +3,7 @@
     MonitorError
     ├── ConfigError            the config file or a command-line argument is wrong (exit 2)
     ├── StateError             the state database cannot be opened, read or written
+    ├── ListenError            the HTTP server cannot bind its address
     └── ApiError               a poll failed; ``result`` is its ``polls_total`` label
         ├── AuthError          401/403: credentials or signature rejected
         ├── RateLimited        429: throttled; ``retry_after`` seconds when the server said
@@ -36,6 +37,15 @@ class ConfigError(MonitorError):
 
 class StateError(MonitorError):
     """The state database is unusable (corrupt, unwritable, from a newer version)."""
+
+
+class ListenError(MonitorError):
+    """``server.listen`` cannot be bound (in use, not an address of this host, no permission).
+    Only this error says "cannot listen": any other start-up failure names its own cause."""
+
+    def __init__(self, listen: str, reason: str) -> None:
+        self.listen = listen
+        super().__init__(f"cannot listen on {listen}: {reason}")
 
 
 class ApiError(MonitorError):

@@ -20,7 +20,7 @@ from monitor import __version__, logs
 from monitor.config.loading import load_settings
 from monitor.config.settings import Settings, split_listen
 from monitor.core.diff import observe
-from monitor.errors import ApiError, ConfigError, StateError
+from monitor.errors import ApiError, ConfigError, ListenError, MonitorError, StateError
 from monitor.exposition.families import JOB_FAMILIES
 from monitor.exposition.series import render_job
 
@@ -149,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateError as exc:
         print(f"state error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MonitorError as exc:  # e.g. ListenError from the demo: its message says what
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except ValueError as exc:
         from monitor.simulator import ScenarioError  # only demo/simulate read scenario files
 
@@ -178,8 +181,8 @@ def _run(path: str) -> int:
     settings = _settings(path)
     try:
         asyncio.run(App(settings, config_path=path).run())
-    except OSError as exc:
-        print(f"cannot listen on {settings.server.listen}: {exc.strerror or exc}", file=sys.stderr)
+    except ListenError as exc:
+        print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 

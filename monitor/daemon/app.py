@@ -30,7 +30,7 @@ from monitor.daemon.usage import UsagePoller
 from monitor.daemon.wiring import build_client
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import Sink, build_sinks
-from monitor.errors import ConfigError, StateError
+from monitor.errors import ConfigError, ListenError, StateError
 from monitor.exposition.own import MonitorMetrics
 from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
@@ -70,15 +70,21 @@ class App:
     async def start(self) -> None:
         """Raises ``StateError`` if the database is unusable; nothing is left running then."""
         s = self.settings
-        self.store = Store(s.state.path)
+        # The client first: a bad CA bundle is a ConfigError before anything is opened.
+        self.client = build_client(s, self._transport)
+        try:
+            self.store = Store(s.state.path)
+        except Exception:
+            await self.client.aclose()
+            raise
         try:
             states = await self.store.call(self.store.load_states)
             last_success = await self.store.call(self.store.load_last_success)
             discovered = await self.store.call(self.store.load_discovered) if s.discovery else {}
         except Exception:
             self.store.close()
+            await self.client.aclose()
             raise
-        self.client = build_client(s, self._transport)
         self.series = SeriesStore()
         self.metrics = MonitorMetrics()
         self.metrics.shard_ordinal.set(s.shard.index)
@@ -125,9 +131,9 @@ class App:
         site = web.TCPSite(self._runner, host, port)
         try:
             await site.start()
-        except OSError:
+        except OSError as exc:
             await self._close_resources()
-            raise
+            raise ListenError(s.server.listen, exc.strerror or str(exc)) from exc
         self.port = self._runner.addresses[0][1]
         self.dispatcher.start()
         self.scheduler.start()

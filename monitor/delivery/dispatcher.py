@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from monitor.core.backoff import backoff_delay
 from monitor.delivery.sinks import DeliveryError, Rejected, Sink
+from monitor.errors import StateError
 from monitor.exposition.own import MonitorMetrics
 from monitor.logs import get_logger
 from monitor.store.database import Store
@@ -89,6 +90,7 @@ class Dispatcher:
 
     async def _run(self, sink: Sink) -> None:
         failures = 0
+        crashed: str | None = None
         wake = self._wake[sink.name]
         while True:
             wake.clear()
@@ -100,7 +102,7 @@ class Dispatcher:
                     self._set_pending(sink.name, count)
                     await self._deliver(sink, batch)
                     failures = 0
-            except Exception as exc:
+            except (DeliveryError, StateError, OSError) as exc:
                 failures += 1
                 delay = self._backoff(failures)
                 log.warning(
@@ -113,6 +115,18 @@ class Dispatcher:
                 # grace period, so a sink that gives up is reported as not drained.
                 await asyncio.sleep(delay)
                 continue
+            except Exception as exc:
+                # Not a receiver's failure but a bug (in a sink, or an event it cannot
+                # handle): logged with its traceback once per distinct error, then retried
+                # at the back-off cap so the events wait in the outbox for the fix.
+                crash = f"{type(exc).__name__}: {exc}"
+                if crash != crashed:
+                    log.exception("sink_crashed", sink=sink.name, error=crash)
+                    crashed = crash
+                self._metrics.deliveries.labels(sink.name, "retry").inc()
+                await asyncio.sleep(self._max_backoff)
+                continue
+            crashed = None
             if not batch:
                 self._set_pending(sink.name, 0)
                 if self._stopping:

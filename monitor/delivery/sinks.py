@@ -111,7 +111,10 @@ class FileSink:
                 fh.flush()
 
     async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
-        await asyncio.to_thread(self._write, batch)
+        try:
+            await asyncio.to_thread(self._write, batch)
+        except OSError as exc:  # disk full, permissions: the receiver's trouble, retried
+            raise DeliveryError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
         return []
 
     async def aclose(self) -> None:

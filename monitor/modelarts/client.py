@@ -21,6 +21,7 @@ import httpx
 
 from monitor.errors import (
     ApiTimeout,
+    ConfigError,
     InvalidResponse,
     NetworkError,
 )
@@ -180,5 +181,9 @@ def tls_verify(ca_file: str | None, insecure: bool) -> ssl.SSLContext | bool:
     if insecure:
         return False
     if ca_file:
-        return ssl.create_default_context(cafile=ca_file)
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ConfigError(f"api.ca_file: cannot load {ca_file} as PEM CAs: {reason}") from exc
     return True

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import selectors
+import socket
 import subprocess
 import sys
 import time
@@ -186,6 +187,40 @@ def test_a_bad_config_in_a_real_process_exits_2_without_a_traceback(tmp_path: Pa
     assert set(proc.stderr.splitlines()) == BAD_CONFIG_LINES
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["run", "check", "once"])
+def test_a_ca_file_that_is_not_pem_exits_2_naming_the_key_not_a_listen_error(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, "https://127.0.0.1:1", ["a"])
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("this is not a certificate\n", encoding="utf-8")
+    doc["api"]["ca_file"] = str(bundle)
+    doc["server"] = {"listen": "127.0.0.1:0"}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+    assert main([command, "--config", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"config error: api.ca_file: cannot load {bundle} as PEM CAs: ")
+    assert "listen" not in line
+
+
+def test_run_on_an_address_in_use_says_cannot_listen_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = write_config(tmp_path, "https://127.0.0.1:1", ["a"])
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc["server"] = {"listen": f"127.0.0.1:{port}"}
+        path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+        assert main(["run", "--config", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"cannot listen on 127.0.0.1:{port}: ")
 
 
 @pytest.mark.parametrize("command", ["run", "check", "once"])

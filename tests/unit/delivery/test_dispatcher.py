@@ -388,3 +388,35 @@ async def test_a_failing_sink_is_retried_several_times_a_second_with_a_small_max
     assert all(0 < e["retry_in_seconds"] <= 0.05 for e in retries)
     assert all(e["sink"] == "hook" and "ConnectError" in e["error"] for e in retries)
     assert (delivered(metrics, "hook", "retry") or 0) >= 6
+
+
+class BuggySink(ListSink):
+    """A sink with a bug: it raises something no receiver would, a few times."""
+
+    def __init__(self, name: str, bugs: int) -> None:
+        super().__init__(name)
+        self.bugs = bugs
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        if self.bugs:
+            self.bugs -= 1
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+        return await super().deliver(batch)
+
+
+async def test_a_bug_in_a_sink_is_logged_with_its_traceback_once_not_as_a_flaky_receiver(
+    store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    sink = BuggySink("buggy", bugs=4)
+    with capture_logs() as logs:
+        dispatcher = start(store, [sink], started, metrics, max_backoff=0.01)
+        await commit(store, [cloud(0)])
+        dispatcher.notify()
+        await eventually(lambda: len(sink.received) == 1, timeout=5.0)
+
+    crashed = [e for e in logs if e["event"] == "sink_crashed"]
+    assert len(crashed) == 1, "the same bug is logged once, not on every retry"
+    assert crashed[0]["log_level"] == "error" and crashed[0]["exc_info"] is True
+    assert crashed[0]["sink"] == "buggy" and "TypeError" in crashed[0]["error"]
+    assert not [e for e in logs if e["event"] == "sink_delivery_failed"]
+    assert ids(sink.received) == [cloud(0)["id"]], "the event waited in the outbox, not lost"
