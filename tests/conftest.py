@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import json
 import logging
 import os
@@ -109,9 +110,15 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 async def wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll ``condition`` every 10 ms until it is truthy; fail after ``timeout`` seconds."""
+    """Poll ``condition`` (a function, or a coroutine function) every 10 ms until it is
+    truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        met = condition()
+        if inspect.isawaitable(met):
+            met = await met
+        if met:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)

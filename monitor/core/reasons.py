@@ -10,10 +10,15 @@ its id with or without reasons.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from monitor.core.diff import clip
 from monitor.core.events import Event
+from monitor.core.state import JobState
+
+Reason = dict[str, str]
+"""One ModelArts job event as a reason: ``level``, ``time``, ``message``."""
 
 FAILURE_PHASES = ("Failed", "Abnormal")
 REASON_LEVELS = ("Error", "Warning")
@@ -45,3 +50,25 @@ def _event_time(event: Mapping[str, str]) -> float:
         return datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
     except (ValueError, OverflowError, OSError):
         return float("-inf")
+
+
+def attach_reasons(
+    state: JobState, events: list[Event], reasons: list[Reason]
+) -> tuple[JobState, list[Event]]:
+    """The reasons go into the failure events' ``data["reasons"]`` (an empty list when none
+    could be had: the transition is never held back) and the newest becomes the job's
+    ``last_reason``."""
+    if reasons:
+        state = replace(state, last_reason=reasons[0])
+    return state, [
+        replace(e, data={**e.data, "reasons": reasons}) if wants_reasons(e) else e for e in events
+    ]
+
+
+def reason_line(state: JobState | None) -> str:
+    """The newest reason fetched for a failure of this job, as one line (or "")."""
+    reason = state.last_reason if state else {}
+    if not reason.get("message"):
+        return ""
+    head = " ".join(part for part in (reason.get("level"), reason.get("time")) if part)
+    return f"{head}: {reason['message']}"

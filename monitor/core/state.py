@@ -39,6 +39,11 @@ class JobState:
     def job_name(self) -> str:
         return self.snapshot.name if self.snapshot else ""
 
+    @property
+    def running(self) -> bool:
+        """The API last said the job is Running (usage is swept, hangs can happen)."""
+        return self.snapshot is not None and not self.gone and self.snapshot.phase == "Running"
+
 
 def state_to_dict(state: JobState) -> dict[str, Any]:
     return {

@@ -23,7 +23,9 @@ from aiohttp import web
 from monitor.config.loading import load_settings
 from monitor.config.settings import DiscoverySettings, JobSettings, Settings, split_listen
 from monitor.daemon.discovery import Discovery
+from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller
+from monitor.daemon.reports import job_row, readiness
 from monitor.daemon.scheduler import PollScheduler
 from monitor.daemon.sharding import owns
 from monitor.daemon.usage import UsagePoller
@@ -98,34 +100,38 @@ class App:
             limit=s.events.outbox_limit,
         )
         self.scheduler = PollScheduler(
-            self.poller_poll, on_skip=lambda reason: self.metrics.polls_skipped.labels(reason).inc()
+            jitter=s.jitter_for_interval,
+            on_skip=lambda reason: self.metrics.polls_skipped.labels(reason).inc(),
         )
-        self.poller = Poller(
-            client=self.client,
+        self.book = JobBook(
             store=self.store,
             series=self.series,
             metrics=self.metrics,
             dispatcher=self.dispatcher,
             project_id=s.api.project_id,
+            poll=s.poll,
+            schedule=self.scheduler.plan,
+            clock=self._clock,
+        )
+        self.poller = Poller(
+            client=self.client,
+            book=self.book,
+            metrics=self.metrics,
             concurrency=s.poll.concurrency,
             slow_after=s.api.timeout / 2,
-            poll_settings=s.poll,
-            schedule=self._schedule,
-            clock=self._clock,
             reasons=s.reasons,
+            clock=self._clock,
         )
-        self.poller.restore(states, last_success)
+        self.book.restore(states, last_success)
         owned = self._owned(s.jobs)
         for job in owned.values():
-            self.poller.watch(job.id, job.labels, s.interval_for(job))
+            self.book.watch(job.id, job.labels, s.interval_for(job))
         if s.discovery is not None:
             self.discovery = self._build_discovery(s.discovery)
             await self.discovery.restore(discovered)
 
         host, port = split_listen(s.server.listen)
-        app = create_app(
-            metrics=self.render_metrics, ready=self.poller.ready, overview=self.overview
-        )
+        app = create_app(metrics=self.render_metrics, ready=self.ready, overview=self.overview)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -136,18 +142,13 @@ class App:
             raise ListenError(s.server.listen, exc.strerror or str(exc)) from exc
         self.port = self._runner.addresses[0][1]
         self.dispatcher.start()
-        self.scheduler.start()
+        self.scheduler.start(self.poller.poll)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._start_discovery()
         self._usage_task: asyncio.Task[None] | None = None
         if s.usage.enabled:
             self.usage = UsagePoller(
-                client=self.client,
-                poller=self.poller,
-                series=self.series,
-                metrics=self.metrics,
-                settings=s.usage,
-                clock=self._clock,
+                client=self.client, book=self.book, metrics=self.metrics, settings=s.usage
             )
             self._usage_task = asyncio.create_task(self.usage.run(), name="usage")
         log.info(
@@ -159,9 +160,6 @@ class App:
             listen=f"{host}:{self.port}",
             state=s.state.path,
         )
-
-    async def poller_poll(self, job_id: str) -> None:
-        await self.poller.poll(job_id)
 
     # -- sharding and discovery ------------------------------------------------------------
 
@@ -178,26 +176,20 @@ class App:
             search=self.client.search_jobs,
             store=self.store,
             watch=self._watch_discovered,
-            watching=lambda job_id: job_id in self.poller.labels,
+            watching=self.book.__contains__,
             owns=self._owns,
             configured=lambda: {j.id for j in self.settings.jobs},
             expired=self._gone_too_long,
-            unwatch=self._unwatch,
+            unwatch=self.book.unwatch,
             clock=self._clock,
         )
 
     def _watch_discovered(self, job_id: str, labels: Mapping[str, str]) -> bool:
-        return self.poller.watch(job_id, labels, self.settings.poll.interval)
+        return self.book.watch(job_id, labels, self.settings.poll.interval)
 
     def _gone_too_long(self, job_id: str) -> bool:
-        state = self.poller.states.get(job_id)
-        if state is None or not state.gone or state.gone_since is None:
-            return False
-        return self._clock() - state.gone_since >= self.settings.poll.not_found_retention
-
-    def _unwatch(self, job_id: str) -> None:
-        self.scheduler.remove(job_id)
-        self.poller.unwatch(job_id)
+        gone = self.book.gone_for(job_id)
+        return gone is not None and gone >= self.settings.poll.not_found_retention
 
     def _start_discovery(self) -> None:
         if self.discovery is not None and self._discovery_task is None:
@@ -228,23 +220,10 @@ class App:
         elif new != self.discovery.settings:
             self.discovery.configure(new)
 
-    def _schedule(self, job_id: str, interval: float | None, initial: bool) -> None:
-        if interval is None:
-            self.scheduler.remove(job_id)
-            return
-        jitter = self.settings.jitter_for_interval(interval)
-        # A first poll comes soon; a changed interval (terminal, gone) starts from now.
-        self.scheduler.add(
-            job_id, interval, jitter, first_within=min(1.0, interval) if initial else interval
-        )
-
     def ready(self) -> tuple[bool, str]:
-        ok, reason = self.poller.ready()
-        if not ok:
-            return ok, reason
-        if over := self.dispatcher.over_limit():
-            return False, f"event outbox over its limit for sinks: {', '.join(over)}"
-        return True, "ok"
+        """``/readyz``: the database, the first round and every sink's backlog, one line
+        each; ready only if all three are."""
+        return readiness(self.book, self.dispatcher)
 
     async def _housekeep(self) -> None:
         while True:
@@ -252,7 +231,7 @@ class App:
             await self._flush()
 
     async def _flush(self) -> None:
-        successes = self.poller.take_successes()
+        successes = self.book.take_successes()
         try:
             await self.store.call(self.store.record_success, successes)
             await self.dispatcher.refresh_pending()
@@ -266,24 +245,7 @@ class App:
         yield self.metrics.render()
 
     def overview(self) -> list[JobRow]:
-        rows = []
-        for job_id in self.poller.labels:
-            state = self.poller.states.get(job_id)
-            health = self.poller.health[job_id]
-            snap = state.snapshot if state else None
-            rows.append(
-                JobRow(
-                    job_id=job_id,
-                    name=snap.name if snap else "",
-                    phase=snap.phase if snap else "",
-                    secondary_phase=snap.secondary_phase if snap else "",
-                    up=health.up,
-                    last_success=health.last_success,
-                    restarts=sum(state.restarts.values()) if state else 0,
-                    last_reason=self.poller.last_reason(job_id),
-                )
-            )
-        return rows
+        return [job_row(view) for view in self.book.views()]
 
     def request_stop(self) -> None:
         self._stopped.set()
@@ -331,14 +293,14 @@ class App:
                 "reasons": new.reasons,
             }
         )
-        self.poller.configure(new.poll, new.reasons)
+        self.book.configure(new.poll)
+        self.poller.configure(new.reasons)
         before = self._owned(old.jobs)
         after = self._owned(new.jobs)
         for job_id in before.keys() - after.keys():
-            self.scheduler.remove(job_id)
-            self.poller.unwatch(job_id)
+            self.book.unwatch(job_id)
         for job in after.values():
-            self.poller.watch(job.id, job.labels, self.settings.interval_for(job))
+            self.book.watch(job.id, job.labels, self.settings.interval_for(job))
         await self._reload_discovery(new.discovery)
         if self.discovery is not None:
             # A job dropped from the config that discovery found stays, with its found labels.

@@ -24,12 +24,20 @@ PollFn = Callable[[str], Awaitable[None]]
 
 
 class PollScheduler:
-    def __init__(self, poll: PollFn, on_skip: Callable[[str], None] | None = None) -> None:
-        """``on_skip(reason)`` hears of every run that did not happen: ``overrun`` (the job's
+    def __init__(
+        self,
+        *,
+        jitter: Callable[[float], float] = lambda interval: 0.0,
+        on_skip: Callable[[str], None] | None = None,
+    ) -> None:
+        """``jitter(interval)`` is the random spread of a job's polls for its interval.
+
+        ``on_skip(reason)`` hears of every run that did not happen: ``overrun`` (the job's
         previous poll was still going) or ``missed`` (the loop was too busy to start it in
         time). APScheduler would log a warning for each; at 10,000 jobs that is a flood, so
         they are counted instead (``modelarts_monitor_polls_skipped_total``)."""
-        self._poll = poll
+        self._poll: PollFn | None = None
+        self._jitter = jitter
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -44,8 +52,10 @@ class PollScheduler:
         self._inflight: set[asyncio.Task[None]] = set()
         self._intervals: dict[str, tuple[float, float]] = {}
 
-    def start(self) -> None:
-        """Must run inside the event loop (APScheduler 3.11 no longer makes one of its own)."""
+    def start(self, poll: PollFn) -> None:
+        """Start calling ``poll(job_id)`` on each job's timer. Must run inside the event loop
+        (APScheduler 3.11 no longer makes one of its own)."""
+        self._poll = poll
         self._scheduler.start()
 
     def jobs(self) -> set[str]:
@@ -69,6 +79,16 @@ class PollScheduler:
             misfire_grace_time=max(1, int(interval)),
         )
 
+    def plan(self, job_id: str, interval: float | None, initial: bool) -> None:
+        """The job book's request: poll every ``interval`` s (None: stop). A first poll
+        (``initial``) comes within a second; a changed interval (terminal, gone) starts from
+        now."""
+        if interval is None:
+            self.remove(job_id)
+            return
+        first_within = min(1.0, interval) if initial else interval
+        self.add(job_id, interval, self._jitter(interval), first_within=first_within)
+
     def remove(self, job_id: str) -> None:
         if self._intervals.pop(job_id, None) is not None:
             self._scheduler.remove_job(job_id)
@@ -78,6 +98,7 @@ class PollScheduler:
         assert task is not None
         self._inflight.add(task)
         try:
+            assert self._poll is not None, "jobs are only run once started"
             await self._poll(job_id)
         finally:
             self._inflight.discard(task)

@@ -1,29 +1,26 @@
-"""Polling per-task resource usage of Running jobs, and raising the hung-job events.
+"""Polling per-task resource usage of Running jobs, for the job book to apply.
 
 One sweep every ``usage.interval`` (default 60 s, the API's resolution) fetches
 ``/metrics/{task}`` for each task of each watched job that is Running, through the same client
 as the detail polls (so the same throttle, rate limit and 429 pause apply), with its own small
-concurrency cap so usage never takes the slots the detail polls need. A job that leaves Running
-stops being swept and its usage series go away. The hang rule (``usage.observe_hang``) runs on
-each sweep's readings; its events go through ``Poller.record``, the path of every other transition.
+concurrency cap so usage never takes the slots the detail polls need. The readings go to the job
+book (``JobBook.apply_usage``), which renders them and runs the hang rule on the job's *current*
+state, in turn with the job's detail polls; a job that left Running meanwhile has its usage
+series dropped there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import replace
 
 import structlog
 
 from monitor.config.settings import UsageSettings
-from monitor.core.hang import TaskUsage, observe_hang
-from monitor.core.state import JobState
-from monitor.daemon.poller import Poller
+from monitor.core.hang import TaskUsage
+from monitor.daemon.jobs import JobBook
 from monitor.errors import ApiError
 from monitor.exposition.own import MonitorMetrics
-from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_task_metrics
@@ -36,22 +33,16 @@ class UsagePoller:
         self,
         *,
         client: ModelArtsClient,
-        poller: Poller,
-        series: SeriesStore,
+        book: JobBook,
         metrics: MonitorMetrics,
         settings: UsageSettings,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._poller = poller
-        self._series = series
+        self._book = book
         self._metrics = metrics
         self._settings = settings
-        self._clock = clock
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._errors: dict[str, str] = {}
-        self.sweeping: set[str] = set()
-        """Jobs whose usage series are exported now."""
 
     async def run(self) -> None:
         while True:
@@ -64,28 +55,20 @@ class UsagePoller:
 
     async def sweep(self) -> None:
         """One pass over the watched jobs."""
-        watched = [j for j in self._poller.labels if j in self._poller.states]
-        for gone in self.sweeping - set(watched):
-            self._forget(gone)
-        await asyncio.gather(*(self._job(job_id) for job_id in watched))
+        await asyncio.gather(*(self._job(job_id) for job_id in self._book.watched()))
 
     async def _job(self, job_id: str) -> None:
-        state = self._poller.states.get(job_id)
-        snap = state.snapshot if state else None
-        running = bool(state and snap and not state.gone and snap.phase == "Running")
+        view = self._book.view(job_id)
+        if view is None or view.state is None:
+            return
         with structlog.contextvars.bound_contextvars(job_id=job_id):
             usage: dict[str, TaskUsage] = {}
-            if running and snap is not None:
-                for task in snap.tasks:
+            if view.running and view.state.snapshot is not None:
+                for task in view.state.snapshot.tasks:
                     reading = await self._fetch(job_id, task)
                     if reading is not None:
                         usage[task] = reading
-                self._series.set_usage(job_id, usage)
-                self.sweeping.add(job_id)
-            elif job_id in self.sweeping:
-                self._forget(job_id)
-            if state is not None:
-                await self._hang(job_id, state, running, usage)
+            await self._book.apply_usage(job_id, usage, hang_window=self._settings.hang_window)
 
     async def _fetch(self, job_id: str, task: str) -> TaskUsage | None:
         async with self._slots:
@@ -101,29 +84,3 @@ class UsagePoller:
         self._metrics.usage_polls.labels("ok").inc()
         self._errors.pop(job_id, None)
         return reading
-
-    async def _hang(
-        self, job_id: str, state: JobState, running: bool, usage: dict[str, TaskUsage]
-    ) -> None:
-        if not self._settings.hang_window:
-            return
-        now = self._clock()
-        hang, events = observe_hang(
-            state.hang,
-            job_id=job_id,
-            job_name=state.job_name,
-            running=running,
-            usage=usage,
-            now=now,
-            window=self._settings.hang_window,
-        )
-        if hang == state.hang:
-            return
-        # The poller may have moved the job on while this sweep was fetching: build on its
-        # latest committed state, changing only the hang bookkeeping.
-        current = replace(self._poller.states.get(job_id, state), hang=hang)
-        await self._poller.record(current, events, now, hang_writer=True)
-
-    def _forget(self, job_id: str) -> None:
-        self._series.set_usage(job_id, None)
-        self.sweeping.discard(job_id)

@@ -49,7 +49,7 @@ class Dispatcher:
         self._wake = {s.name: asyncio.Event() for s in self._sinks}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self.pending: dict[str, int] = dict.fromkeys(self._names, 0)
+        self._pending: dict[str, int] = dict.fromkeys(self._names, 0)
         self._over: set[str] = set()
         for name in self._names:
             for result in ("ok", "retry", "rejected"):
@@ -64,6 +64,15 @@ class Dispatcher:
         """New events are in the outbox."""
         for wake in self._wake.values():
             wake.set()
+
+    @property
+    def limit(self) -> int:
+        """The backlog above which a sink is reported (``events.outbox_limit``)."""
+        return self._limit
+
+    def backlog(self) -> dict[str, int]:
+        """Each sink's events not taken yet, as last counted."""
+        return dict(self._pending)
 
     def over_limit(self) -> list[str]:
         """Sinks whose backlog is above the configured limit."""
@@ -153,7 +162,7 @@ class Dispatcher:
         self._set_pending(sink, await self._store.call(self._store.outbox_size, sink))
 
     def _set_pending(self, name: str, count: int) -> None:
-        self.pending[name] = count
+        self._pending[name] = count
         self._metrics.outbox_pending.labels(name).set(count)
         if count > self._limit and name not in self._over:
             self._over.add(name)

@@ -358,3 +358,14 @@ def test_observe_carries_the_last_reason_forward() -> None:
     s2, _ = observe(replace(s1, last_reason=reason), snap(phase="Failed"), 2.0)
     s3, _ = observe(s2, JobGone(s2.job_id), 3.0)
     assert s2.last_reason == s3.last_reason == reason
+
+
+def test_observe_carries_over_the_hang_bookkeeping_only_usage_sweeps_change() -> None:
+    from monitor.core.hang import HangState
+
+    hang = HangState(idle_since=NOW - 900, suspected_at=NOW - 300, episode=2)
+    first, _ = observe(None, parse_job(job_doc(phase="Running")), NOW - 60)
+    prev = replace(first, hang=hang)
+    state, events = observe(prev, parse_job(job_doc(phase="Failed")), NOW)
+    assert [e.type for e in events] == ["phase_changed"]
+    assert state.hang == hang

@@ -1,35 +1,29 @@
-"""poller.py: one poll of one job, end to end over a mock transport, a real store and sinks."""
+"""poller.py with the job book: one poll of one job, end to end over a mock transport, a real
+store and sinks."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.config.settings import PollSettings, RetrySettings
 from monitor.core.state import JobState
-from monitor.daemon.poller import Poller
-from monitor.delivery.dispatcher import Dispatcher
-from monitor.delivery.sinks import CloudEvent
+from monitor.daemon.jobs import Failed
 from monitor.errors import StateError
-from monitor.exposition.own import MonitorMetrics
-from monitor.exposition.series import SeriesStore
-from monitor.modelarts.client import ModelArtsClient
-from monitor.store.database import Store
 from tests.conftest import SEED_ID, job_doc, wait_for
+from tests.unit.daemon.conftest import LABELS, NOW, JobPath, job_path, sample
 
-NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
-LABELS = {"team": "nlp"}
 
 
 class Script:
@@ -60,47 +54,15 @@ def not_found() -> httpx.Response:
     )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class ListSink:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.received: list[CloudEvent] = []
-
-    async def deliver(self, batch: Sequence[CloudEvent]) -> None:
-        self.received.extend(batch)
-
-    async def aclose(self) -> None:
-        return None
-
-    def types(self) -> list[str]:
-        return [str(e["type"]).removeprefix("modelarts.job.") for e in self.received]
-
-
 @dataclass
-class Rig:
-    poller: Poller
-    store: Store
-    series: SeriesStore
-    metrics: MonitorMetrics
-    dispatcher: Dispatcher
-    client: ModelArtsClient
-    sink: ListSink
-    script: Script
-    clock: Clock
+class Rig(JobPath):
+    script: Script = field(default_factory=lambda: Script())
 
     async def poll(self, job_id: str = SEED_ID, *responses: httpx.Response) -> None:
         """One poll that happens: the clock is moved past any back-off first."""
-        health = self.poller.health.get(job_id)
-        if health is not None:
-            self.clock.now = max(self.clock.now, health.not_before)
+        view = self.book.view(job_id)
+        if view is not None:
+            self.clock.now = max(self.clock.now, view.health.not_before)
         self.script.push(job_id, *responses)
         await self.poller.poll(job_id)
         self.clock.now += 30
@@ -127,44 +89,17 @@ class Rig:
         ]
 
 
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of the one sample ``name`` whose labels include ``labels``, or None."""
-    found = [
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and labels.items() <= s.labels.items()
-    ]
-    assert len(found) <= 1, f"{name} {labels} matches {len(found)} samples"
-    return found[0] if found else None
+@contextlib.asynccontextmanager
+async def make_rig(tmp_path: Path, poll: PollSettings | None = None) -> AsyncIterator[Rig]:
+    script = Script()
+    async with job_path(tmp_path, script.handler, poll=poll) as path:
+        yield Rig(**vars(path), script=script)
 
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    script = Script()
-    client = ModelArtsClient(
-        "https://modelarts.test", "proj", transport=httpx.MockTransport(script.handler)
-    )
-    store = Store(tmp_path / "state.db")
-    sink = ListSink()
-    dispatcher = Dispatcher(store, [sink], max_backoff=0.05)
-    series, metrics, clock = SeriesStore(), MonitorMetrics(), Clock()
-    poller = Poller(
-        client=client,
-        store=store,
-        series=series,
-        metrics=metrics,
-        dispatcher=dispatcher,
-        project_id="proj",
-        concurrency=4,
-        clock=clock,
-    )
-    dispatcher.start()
-    poller.watch(SEED_ID, LABELS)
-    yield Rig(poller, store, series, metrics, dispatcher, client, sink, script, clock)
-    await asyncio.wait_for(dispatcher.stop(1), 5)
-    await client.aclose()
-    store.close()
+    async with make_rig(tmp_path) as r:
+        yield r
 
 
 def events_named(logs: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
@@ -188,10 +123,10 @@ async def test_first_poll_emits_discovered_exports_up_and_persists_the_state(rig
     assert rig.sample("modelarts_monitor_jobs") == 1
 
     stored = await rig.store.call(rig.store.load_states)
-    assert stored == {SEED_ID: rig.poller.states[SEED_ID]}
+    assert stored == {SEED_ID: rig.state()}
     assert stored[SEED_ID].snapshot is not None
     assert stored[SEED_ID].snapshot.phase == "Pending"
-    assert rig.poller.ready() == (True, "ok")
+    assert rig.ready()[0]
 
 
 async def test_a_phase_change_emits_phase_changed_with_the_configured_labels(rig: Rig) -> None:
@@ -244,8 +179,8 @@ async def test_failed_polls_keep_the_job_series_and_only_mark_the_job_down(rig: 
     assert rig.sample("modelarts_monitor_polls_total", result="invalid_response") == 3
     assert rig.sink.types() == ["discovered"]
     await rig.drained()  # nothing new was queued
-    assert rig.poller.states[SEED_ID].snapshot is not None
-    assert rig.poller.states[SEED_ID].snapshot.phase == "Running"
+    assert rig.state().snapshot is not None
+    assert rig.state().snapshot.phase == "Running"
 
 
 async def test_each_distinct_poll_error_is_logged_once_and_recovery_once(rig: Rig) -> None:
@@ -279,7 +214,7 @@ async def test_a_job_reported_gone_emits_not_found_once_and_is_down(rig: Rig) ->
     assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
     assert rig.sample("modelarts_monitor_polls_total", result="not_found") == 3
     assert rig.sample("modelarts_monitor_events_total", type="not_found") == 1
-    assert rig.poller.states[SEED_ID].gone
+    assert rig.state().gone
     stored = await rig.store.call(rig.store.load_states)
     assert stored[SEED_ID].gone
 
@@ -302,13 +237,13 @@ async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the
 
     assert [str(e["type"]) for e in attempted] == ["modelarts.job.phase_changed"] * 2
     assert attempted[0]["id"] == attempted[1]["id"]
-    ready, reason = rig.poller.ready()
+    ready, reason = rig.ready()
     assert not ready
     assert "state database" in reason and "disk I/O error" in reason
     assert len(events_named(logs, "state_commit_failed")) == 1  # same error: logged once
     # The in-memory state did not move on; what /metrics shows did.
-    assert rig.poller.states[SEED_ID].snapshot is not None
-    assert rig.poller.states[SEED_ID].snapshot.phase == "Pending"
+    assert rig.state().snapshot is not None
+    assert rig.state().snapshot.phase == "Pending"
     assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
     assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
     await rig.drained()  # no event was queued
@@ -319,7 +254,7 @@ async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the
         await rig.poll(SEED_ID, ok(phase="Running"))
     await wait_for(lambda: len(rig.sink.received) == 2)
     assert rig.sink.received[1]["id"] == attempted[0]["id"]
-    assert rig.poller.ready() == (True, "ok")
+    assert rig.ready()[0]
     assert len(events_named(logs, "state_commit_recovered")) == 1
     stored = await rig.store.call(rig.store.load_states)
     assert stored[SEED_ID].snapshot is not None
@@ -329,26 +264,27 @@ async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the
 async def test_a_watched_job_never_polled_is_exported_down_and_blocks_readiness(
     rig: Rig,
 ) -> None:
-    rig.poller.watch(OTHER_ID, {"team": "cv"})
+    rig.book.watch(OTHER_ID, {"team": "cv"})
     assert rig.sample("modelarts_monitor_up", job_id=OTHER_ID, team="cv") == 0
     assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
     assert rig.job_lines(OTHER_ID) == []  # nothing known: no job series, not zeros
     assert rig.sample("modelarts_monitor_jobs") == 2
-    assert rig.poller.ready() == (False, "2 of 2 jobs not polled yet")
+    assert not rig.ready()[0]
+    assert "first round: 2 of 2 jobs not polled yet" in rig.ready()[1]
 
     await rig.poll(SEED_ID, ok())
-    assert rig.poller.ready() == (False, "1 of 2 jobs not polled yet")
+    assert "first round: 1 of 2 jobs not polled yet" in rig.ready()[1]
     await rig.poll(OTHER_ID, httpx.Response(503, text="busy"))
-    assert rig.poller.ready() == (True, "ok")  # polled, even if that poll failed
+    assert rig.ready()[0]  # polled, even if that poll failed
 
-    rig.poller.unwatch(OTHER_ID)
+    rig.book.unwatch(OTHER_ID)
     assert OTHER_ID not in rig.scrape()
     assert rig.sample("modelarts_monitor_jobs") == 1
     assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
 
 
 async def test_an_unwatched_job_is_not_polled(rig: Rig) -> None:
-    rig.poller.unwatch(SEED_ID)
+    rig.book.unwatch(SEED_ID)
     await rig.poller.poll(SEED_ID)
     assert rig.script.requests == []
 
@@ -369,7 +305,7 @@ async def test_an_unexpected_exception_in_a_poll_is_counted_logged_and_contained
     assert len(crashed) == 1 and crashed[0]["log_level"] == "error"
     failed = events_named(logs, "poll_failed")
     assert len(failed) == 1 and "RuntimeError: boom" in failed[0]["error"]
-    assert rig.poller.ready() == (True, "ok")
+    assert rig.ready()[0]
 
 
 # -- back-off and lifecycle ---------------------------------------------------------------------
@@ -378,15 +314,6 @@ async def test_an_unexpected_exception_in_a_poll_is_counted_logged_and_contained
 @pytest.fixture
 async def life(tmp_path: Path) -> AsyncIterator[tuple[Rig, list[tuple[str, float | None, bool]]]]:
     """A rig with explicit lifecycle settings and a record of every (re)scheduling request."""
-    script = Script()
-    client = ModelArtsClient(
-        "https://modelarts.test", "proj", transport=httpx.MockTransport(script.handler)
-    )
-    store = Store(tmp_path / "state.db")
-    sink = ListSink()
-    dispatcher = Dispatcher(store, [sink], max_backoff=0.05)
-    series, metrics, clock = SeriesStore(), MonitorMetrics(), Clock()
-    scheduled: list[tuple[str, float | None, bool]] = []
     settings = PollSettings(
         interval=30,
         terminal_interval=300,
@@ -395,24 +322,8 @@ async def life(tmp_path: Path) -> AsyncIterator[tuple[Rig, list[tuple[str, float
         not_found_retention=600,
         retry=RetrySettings(max_backoff=240),
     )
-    poller = Poller(
-        client=client,
-        store=store,
-        series=series,
-        metrics=metrics,
-        dispatcher=dispatcher,
-        project_id="proj",
-        concurrency=4,
-        clock=clock,
-        poll_settings=settings,
-        schedule=lambda job, interval, initial: scheduled.append((job, interval, initial)),
-    )
-    dispatcher.start()
-    poller.watch(SEED_ID, LABELS, 30)
-    yield Rig(poller, store, series, metrics, dispatcher, client, sink, script, clock), scheduled
-    await asyncio.wait_for(dispatcher.stop(1), 5)
-    await client.aclose()
-    store.close()
+    async with make_rig(tmp_path, settings) as rig:
+        yield rig, rig.scheduled
 
 
 async def test_consecutive_failures_space_out_the_polls_up_to_the_cap(life: Any) -> None:
@@ -421,10 +332,10 @@ async def test_consecutive_failures_space_out_the_polls_up_to_the_cap(life: Any)
     for _ in range(6):
         rig.script.push(SEED_ID, httpx.Response(503, text="busy"))
         await rig.poller.poll(SEED_ID)
-        waits.append(rig.poller.health[SEED_ID].not_before - rig.clock.now)
+        waits.append(rig.health().not_before - rig.clock.now)
         # A poll before the back-off has passed sends nothing.
         requests = len(rig.script.requests)
-        rig.clock.now = rig.poller.health[SEED_ID].not_before - 1
+        rig.clock.now = rig.health().not_before - 1
         await rig.poller.poll(SEED_ID)
         assert len(rig.script.requests) == requests
         rig.clock.now += 1
@@ -433,8 +344,8 @@ async def test_consecutive_failures_space_out_the_polls_up_to_the_cap(life: Any)
     assert max(waits[3:]) >= 120, "the wait keeps growing towards the cap"
     rig.script.push(SEED_ID, ok())
     await rig.poller.poll(SEED_ID)
-    assert rig.poller.health[SEED_ID].failures == 0
-    assert rig.poller.health[SEED_ID].not_before == 0
+    assert rig.health().failures == 0
+    assert rig.health().not_before == 0
 
 
 async def test_a_terminal_job_is_polled_slower_then_retired_with_its_series(life: Any) -> None:
@@ -449,14 +360,14 @@ async def test_a_terminal_job_is_polled_slower_then_retired_with_its_series(life
     assert rig.job_lines() == []
     assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) is None
     assert rig.sample("modelarts_monitor_jobs") == 0
-    assert rig.poller.ready() == (True, "ok"), "a retired job does not hold readiness"
+    assert rig.ready()[0], "a retired job does not hold readiness"
 
 
 async def test_a_retired_job_stays_retired_after_a_restart(life: Any) -> None:
     rig, _ = life
     await rig.poll(SEED_ID, ok(phase="Failed", secondary_phase="Failed"))
     rig.clock.now += 7200
-    assert rig.poller.watch(SEED_ID, LABELS, 30) is False
+    assert rig.book.watch(SEED_ID, LABELS, 30) is False
     assert rig.job_lines() == []
 
 
@@ -487,10 +398,11 @@ async def test_an_unchanged_body_is_not_parsed_diffed_stored_or_rendered(
     await rig.poll(SEED_ID, httpx.Response(200, content=body))
     rendered = rig.series.render()
     calls: list[str] = []
+    import monitor.daemon.jobs as jobs_module
     import monitor.daemon.poller as poller_module
 
     monkeypatch.setattr(poller_module, "parse_job", lambda *a: calls.append("parse"))
-    monkeypatch.setattr(poller_module, "observe", lambda *a: calls.append("observe"))
+    monkeypatch.setattr(jobs_module, "observe", lambda *a: calls.append("observe"))
     monkeypatch.setattr(rig.series, "update", lambda *a: calls.append("render"))
     monkeypatch.setattr(rig.store, "commit", lambda *a: calls.append("commit"))
     await rig.poll(SEED_ID, httpx.Response(200, content=body))
@@ -507,3 +419,36 @@ async def test_a_changed_body_after_unchanged_ones_is_processed(rig: Rig) -> Non
     await rig.poll(SEED_ID, httpx.Response(200, content=body))
     await rig.poll(SEED_ID, ok(phase="Completed", secondary_phase="Completed"))
     await wait_for(lambda: "modelarts.job.phase_changed" in [e["type"] for e in rig.sink.received])
+
+
+async def test_slow_jobs_share_a_quarter_of_the_slots_and_healthy_jobs_keep_theirs(
+    tmp_path: Path,
+) -> None:
+    """Concurrency 4: the three jobs whose last poll timed out get one slot between them, so
+    the healthy job's poll is not queued behind them."""
+    release = asyncio.Event()
+    inside: list[str] = []
+    slow = [f"5104a1e0-0000-4000-8000-00000000000{i}" for i in range(3)]
+    healthy = "4ea1f7e0-0000-4000-8000-000000000009"
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        inside.append(job_id)
+        await release.wait()
+        return httpx.Response(200, json=job_doc(job_id=job_id))
+
+    async with job_path(tmp_path, handler, watch=False) as path:
+        for job_id in [*slow, healthy]:
+            path.book.watch(job_id, {})
+        for job_id in slow:
+            await path.book.apply_poll(job_id, Failed("timeout", "timed out"), slow=True)
+        path.clock.now += 3600  # past every back-off
+        polls = [asyncio.create_task(path.poller.poll(j)) for j in [*slow, healthy]]
+        await wait_for(lambda: healthy in inside and len(inside) >= 2)
+        for _ in range(20):  # every chance for another slow job to get in
+            await asyncio.sleep(0)
+        assert len([j for j in inside if j in slow]) == 1
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*polls), 5)
+        assert sorted(inside) == sorted([*slow, healthy])
+        assert not any(path.health(j).slow for j in slow), "a quick poll leaves the lane"

@@ -22,18 +22,14 @@ from structlog.testing import capture_logs
 
 from monitor.config.settings import ReasonSettings
 from monitor.core.diff import diff, observe
-from monitor.core.reasons import newest_reasons
+from monitor.core.reasons import newest_reasons, reason_line
 from monitor.core.state import state_from_dict, state_to_dict
-from monitor.daemon.poller import Poller
-from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import AuthError, InvalidResponse, RateLimited
-from monitor.exposition.own import MonitorMetrics
-from monitor.exposition.series import SeriesStore
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_job
 from monitor.store.database import Store
-from tests.conftest import SEED_ID, job_doc
-from tests.unit.daemon.test_poller import LABELS, Clock, ListSink, wait_for
+from tests.conftest import SEED_ID, job_doc, wait_for
+from tests.unit.daemon.conftest import JobPath, job_path
 
 RUN0 = {"start_at": 100, "start_type": "init_or_rescheduled"}
 RECOVERED = {
@@ -92,12 +88,8 @@ class Api:
 
 
 @dataclass
-class Rig:
-    poller: Poller
-    store: Store
-    sink: ListSink
-    api: Api
-    clock: Clock
+class Rig(JobPath):
+    api: Api = field(default_factory=Api)
 
     async def poll(self, **doc: Any) -> None:
         self.api.details.append(httpx.Response(200, json=job_doc(**doc)))
@@ -113,35 +105,8 @@ async def make_rig(
     tmp_path: Path, reasons: ReasonSettings | None = None, timeout: float = 10.0
 ) -> AsyncIterator[Rig]:
     api = Api()
-    client = ModelArtsClient(
-        "https://modelarts.test",
-        "proj",
-        transport=httpx.MockTransport(api.handler),
-        timeout=timeout,
-    )
-    store = Store(tmp_path / "state.db")
-    sink = ListSink()
-    dispatcher = Dispatcher(store, [sink], max_backoff=0.05)
-    clock = Clock()
-    poller = Poller(
-        client=client,
-        store=store,
-        series=SeriesStore(),
-        metrics=MonitorMetrics(),
-        dispatcher=dispatcher,
-        project_id="proj",
-        concurrency=4,
-        clock=clock,
-        reasons=reasons,
-    )
-    dispatcher.start()
-    poller.watch(SEED_ID, LABELS)
-    try:
-        yield Rig(poller, store, sink, api, clock)
-    finally:
-        await asyncio.wait_for(dispatcher.stop(1), 5)
-        await client.aclose()
-        store.close()
+    async with job_path(tmp_path, api.handler, reasons=reasons, timeout=timeout) as path:
+        yield Rig(**vars(path), api=api)
 
 
 @pytest.fixture
@@ -202,9 +167,7 @@ async def test_a_failed_phase_carries_the_newest_reasons_across_levels_bounded_a
         params = request.url.params
         assert (params["offset"], params["limit"], params["order"]) == ("0", "5", "desc")
 
-    assert rig.poller.last_reason(SEED_ID) == (
-        "Error 2022-11-26T16:03:41+08:00: Training job failed."
-    )
+    assert reason_line(rig.state()) == ("Error 2022-11-26T16:03:41+08:00: Training job failed.")
     stored = await rig.store.call(rig.store.load_states)
     assert stored[SEED_ID].last_reason == changed["reasons"][0]
 
@@ -228,8 +191,8 @@ async def test_a_failing_events_call_commits_the_transition_with_no_reasons_and_
     failures = [e for e in logs if e["event"] == "reasons_unavailable"]
     assert len(failures) == 1, "two failed calls, one line"
     assert failures[0]["result"] == "server_error"
-    assert rig.poller.health[SEED_ID].up
-    assert rig.poller.last_reason(SEED_ID) == ""
+    assert rig.health().up
+    assert reason_line(rig.state()) == ""
 
 
 async def test_an_events_body_of_the_wrong_shape_costs_only_the_reasons(rig: Rig) -> None:
@@ -298,7 +261,7 @@ async def test_a_run_ended_with_a_recovery_carries_reasons_and_its_recover_recor
     assert ended["recover_records"] == [RECOVERED]
     (started,) = rig.received("run_started")
     assert "reasons" not in started
-    assert rig.poller.states[SEED_ID].recoveries == {"pod_reschedule": {"success": 1}}
+    assert rig.state().recoveries == {"pod_reschedule": {"success": 1}}
 
 
 async def test_reasons_disabled_make_no_call_and_add_no_key(tmp_path: Path) -> None:

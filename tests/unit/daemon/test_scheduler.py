@@ -55,8 +55,8 @@ def fake() -> FakePoller:
 
 @pytest.fixture
 async def scheduler(fake: FakePoller) -> AsyncIterator[PollScheduler]:
-    s = PollScheduler(fake.poll)
-    s.start()
+    s = PollScheduler()
+    s.start(fake.poll)
     yield s
     for event in fake.blocked.values():
         event.set()
@@ -138,8 +138,8 @@ async def test_a_removed_job_is_no_longer_polled(
 async def test_stop_lets_an_in_flight_poll_finish_within_the_grace_period(
     fake: FakePoller,
 ) -> None:
-    scheduler = PollScheduler(fake.poll)
-    scheduler.start()
+    scheduler = PollScheduler()
+    scheduler.start(fake.poll)
     fake.duration["a"] = 0.2
     scheduler.add("a", 30, 0, first_within=0)
     await wait_for(lambda: fake.active["a"] == 1)
@@ -152,8 +152,8 @@ async def test_stop_lets_an_in_flight_poll_finish_within_the_grace_period(
 async def test_stop_cancels_polls_that_exceed_the_grace_period_and_does_not_hang(
     fake: FakePoller,
 ) -> None:
-    scheduler = PollScheduler(fake.poll)
-    scheduler.start()
+    scheduler = PollScheduler()
+    scheduler.start(fake.poll)
     fake.block("stuck")
     fake.duration["quick"] = 0.05
     scheduler.add("stuck", 30, 0, first_within=0)
@@ -169,15 +169,15 @@ async def test_stop_cancels_polls_that_exceed_the_grace_period_and_does_not_hang
 
 
 async def test_no_polls_start_after_stop(fake: FakePoller) -> None:
-    scheduler = PollScheduler(fake.poll)
-    scheduler.start()
+    scheduler = PollScheduler()
+    scheduler.start(fake.poll)
     scheduler.add("a", INTERVAL, 0, first_within=0)
     await wait_for(lambda: fake.calls["a"] >= 2)
     await asyncio.wait_for(scheduler.stop(1), 5)
     stopped_at = fake.calls["a"]
     # Give the (stopped) timers several intervals in which they would have fired.
-    probe = PollScheduler(fake.poll)
-    probe.start()
+    probe = PollScheduler()
+    probe.start(fake.poll)
     probe.add("probe", INTERVAL, 0, first_within=0)
     await wait_for(lambda: fake.calls["probe"] >= 5)
     await asyncio.wait_for(probe.stop(1), 5)
@@ -185,8 +185,8 @@ async def test_no_polls_start_after_stop(fake: FakePoller) -> None:
 
 
 async def test_stop_without_polls_in_flight_returns_at_once(fake: FakePoller) -> None:
-    scheduler = PollScheduler(fake.poll)
-    scheduler.start()
+    scheduler = PollScheduler()
+    scheduler.start(fake.poll)
     scheduler.add("a", 30, 0, first_within=30)
     started = time.monotonic()
     await asyncio.wait_for(scheduler.stop(5), 5)
@@ -201,8 +201,8 @@ async def test_runs_skipped_because_the_previous_poll_overran_are_reported() -> 
     async def stuck(job_id: str) -> None:
         await release.wait()
 
-    scheduler = PollScheduler(stuck, on_skip=skipped.append)
-    scheduler.start()
+    scheduler = PollScheduler(on_skip=skipped.append)
+    scheduler.start(stuck)
     scheduler.add("job", 0.05, 0, first_within=0.01)
     try:
         await wait_for(lambda: len(skipped) >= 3)
@@ -210,3 +210,25 @@ async def test_runs_skipped_because_the_previous_poll_overran_are_reported() -> 
     finally:
         release.set()
         await scheduler.stop(1)
+
+
+@pytest.mark.parametrize(
+    ("interval", "initial", "expected"),
+    [
+        (30.0, True, ("add", 30.0, 3.0, 1.0)),  # a first poll comes within a second
+        (0.5, True, ("add", 0.5, 0.05, 0.5)),  # ... or within its interval if shorter
+        (300.0, False, ("add", 300.0, 30.0, 300.0)),  # a changed interval starts from now
+        (None, False, ("remove",)),  # retired
+    ],
+)
+def test_plan_turns_the_books_requests_into_timers(
+    interval: float | None, initial: bool, expected: tuple[object, ...]
+) -> None:
+    calls: list[tuple[object, ...]] = []
+    scheduler = PollScheduler(jitter=lambda i: i / 10)
+    scheduler.add = lambda job_id, i, j, *, first_within: calls.append(  # type: ignore[method-assign]
+        ("add", i, j, first_within)
+    )
+    scheduler.remove = lambda job_id: calls.append(("remove",))  # type: ignore[method-assign]
+    scheduler.plan("job", interval, initial)
+    assert calls == [expected]

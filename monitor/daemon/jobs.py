@@ -1,0 +1,424 @@
+"""The job book: the one owner of every watched job's labels, state, health, digest and plan.
+
+Detail polls, usage sweeps, discovery and reloads all change jobs; none of them assigns a job's
+state. They hand their results here (``apply_poll``, ``apply_usage``, ``watch``, ``unwatch``)
+and the book applies them **one job at a time, in order**: each job has a lock that an apply
+holds from reading the job's current state until the new state is committed to the store and
+rendered, so a usage sweep can never write back a state a detail poll has moved past while its
+commit was awaited (the door to transitions that never happened). Commit, render and notify
+happen here, once, in this order:
+
+1. ``core`` folds the result into the job's current state (pure);
+2. the new state and its events are committed to the store in one transaction, *before* the
+   in-memory state moves on and before the sinks are woken, so a crash at any point either
+   loses nothing or re-detects the same transitions (same ids) on the next poll;
+3. the job's series are re-rendered and the dispatcher is woken.
+
+A failed poll touches only the job's health (``up`` 0, back-off): the exported state stays what
+the last successful poll said, and no transition is ever invented from an error. Errors are
+logged once per job per distinct error, and again when the job recovers.
+
+Other rooms read a job through ``view`` (an immutable picture); nothing outside this module
+holds or mutates the book's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from monitor.config.settings import PollSettings
+from monitor.core.backoff import backoff_delay
+from monitor.core.diff import observe
+from monitor.core.events import Event, to_cloudevent
+from monitor.core.hang import TaskUsage, observe_hang
+from monitor.core.job import JobGone, Observation
+from monitor.core.lifecycle import plan
+from monitor.core.reasons import Reason, attach_reasons, wants_reasons
+from monitor.core.state import JobState
+from monitor.delivery.dispatcher import Dispatcher
+from monitor.errors import StateError
+from monitor.exposition.own import MonitorMetrics
+from monitor.exposition.series import SeriesStore
+from monitor.logs import get_logger
+from monitor.store import Store
+
+log = get_logger("monitor.jobs")
+
+Schedule = Callable[[str, float | None, bool], None]
+"""``schedule(job_id, interval or None to stop, initial)``: how the book asks the scheduler to
+(re)plan a job's polls; ``initial`` means the first poll should come soon."""
+Explain = Callable[[str], Awaitable[list[Reason]]]
+"""Fetches a job's newest reasons (``[]`` when they cannot be had); called inside an apply."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """How polling a job is going; replaced, never mutated, on every change."""
+
+    polled: bool = False
+    up: bool = False
+    last_success: float | None = None
+    last_error: str | None = None
+    failures: int = 0
+    """Consecutive failed polls; each one doubles the wait before the next (capped)."""
+    not_before: float = 0.0
+    slow: bool = False
+    """The last poll timed out or was slow: the job polls in the slow lane."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A read-only picture of one watched job, for the rooms that act on jobs."""
+
+    job_id: str
+    labels: Mapping[str, str]
+    interval: float
+    state: JobState | None
+    health: Health
+
+    @property
+    def running(self) -> bool:
+        return self.state is not None and self.state.running
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """The body is byte for byte the one behind the job's state: nothing to parse or diff."""
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    observation: Observation
+    digest: bytes = b""
+    """Of the body the observation was parsed from (empty for a gone job)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    result: str
+    """A ``polls_total`` result: ``timeout``, ``server_error``, ..."""
+    message: str
+
+
+PollOutcome = Unchanged | Observed | Failed
+
+
+@dataclass(slots=True)
+class _Job:
+    """The book's record of one watched job. Only ``JobBook`` touches it."""
+
+    labels: Mapping[str, str]
+    interval: float
+    health: Health
+    planned: float | None = None
+    digest: bytes = b""
+    sweeping: bool = False
+    """Usage series are exported for this job now."""
+
+
+@dataclass(slots=True)
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class JobBook:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        series: SeriesStore,
+        metrics: MonitorMetrics,
+        dispatcher: Dispatcher,
+        project_id: str,
+        poll: PollSettings,
+        schedule: Schedule,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._series = series
+        self._metrics = metrics
+        self._dispatcher = dispatcher
+        self._project_id = project_id
+        self._poll = poll
+        self._schedule = schedule
+        self._clock = clock
+        self._jobs: dict[str, _Job] = {}
+        self._states: dict[str, JobState] = {}
+        """Every state known, watched or not (a retired job's stays, for a restart's plan)."""
+        self._last_success: dict[str, float] = {}
+        self._turns: dict[str, _Turn] = {}
+        self._succeeded: dict[str, float] = {}
+        self._store_error: str | None = None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def watched(self) -> list[str]:
+        return list(self._jobs)
+
+    def view(self, job_id: str) -> JobView | None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        return JobView(job_id, job.labels, job.interval, self._states.get(job_id), job.health)
+
+    def views(self) -> list[JobView]:
+        return [v for v in map(self.view, self._jobs) if v is not None]
+
+    def unchanged(self, job_id: str, digest: bytes) -> bool:
+        """The body behind the job's state had this digest: the same bytes cost nothing."""
+        job = self._jobs.get(job_id)
+        state = self._states.get(job_id)
+        return bool(job and job.digest == digest and state is not None and not state.gone)
+
+    def gone_for(self, job_id: str) -> float | None:
+        """Seconds since the API first said the job does not exist, or None."""
+        state = self._states.get(job_id)
+        if state is None or not state.gone or state.gone_since is None:
+            return None
+        return self._clock() - state.gone_since
+
+    def first_round(self) -> tuple[int, int]:
+        """(jobs polled at least once in this run, jobs watched)."""
+        return sum(1 for j in self._jobs.values() if j.health.polled), len(self._jobs)
+
+    @property
+    def store_error(self) -> str | None:
+        """Why the last commit failed, until one succeeds again."""
+        return self._store_error
+
+    def take_successes(self) -> dict[str, float]:
+        """Successful polls since the last call, for the store's batched write."""
+        taken, self._succeeded = self._succeeded, {}
+        return taken
+
+    # -- membership ------------------------------------------------------------------------
+
+    def restore(
+        self, states: Mapping[str, JobState], last_success: Mapping[str, float] | None = None
+    ) -> None:
+        """Adopt what the store kept, before any job is watched: the last known series show
+        at once, with ``up`` 0 until each job's first poll of this run, and the first poll
+        diffs against the stored state."""
+        self._states.update(states)
+        self._last_success.update(last_success or {})
+
+    def configure(self, poll: PollSettings) -> None:
+        """New intervals, retention and back-off rules (a reload); applied at each job's next
+        poll, or at once by ``watch``."""
+        self._poll = poll
+
+    def watch(self, job_id: str, labels: Mapping[str, str], interval: float | None = None) -> bool:
+        """Start (or keep) watching a job, with these labels and this base interval. Returns
+        False for a job retired long ago (terminal past its retention): nothing to do."""
+        interval = interval or self._poll.interval
+        state = self._states.get(job_id)
+        decision = plan(state, self._clock(), interval, self._poll)
+        if decision.interval is None:
+            self.unwatch(job_id)
+            return False
+        job = self._jobs.get(job_id)
+        if job is None:
+            health = Health(last_success=self._last_success.pop(job_id, None))
+            job = self._jobs[job_id] = _Job(labels=dict(labels), interval=interval, health=health)
+        else:
+            job.labels, job.interval = dict(labels), interval
+        if decision.export:
+            # Even a job never seen yet gets series: its up=0 tells someone the id is wrong.
+            self._series.update(state or JobState(job_id=job_id), job.labels)
+            self._series.set_health(job_id, job.health.up, job.health.last_success)
+        self._metrics.jobs.set(len(self._jobs))
+        job.planned = decision.interval
+        self._schedule(job_id, decision.interval, True)
+        return True
+
+    def unwatch(self, job_id: str) -> None:
+        """Stop polling a job and forget its series and health (its stored state stays, for
+        ``status``). An apply in flight for it finds it gone and changes nothing more."""
+        if self._jobs.pop(job_id, None) is not None:
+            self._schedule(job_id, None, False)
+        self._series.remove(job_id)
+        self._metrics.jobs.set(len(self._jobs))
+
+    # -- applying results ------------------------------------------------------------------
+
+    async def apply_poll(
+        self, job_id: str, outcome: PollOutcome, *, slow: bool, explain: Explain | None = None
+    ) -> None:
+        """Apply one detail poll's outcome. ``slow``: the poll timed out or took long.
+        ``explain`` is asked for reasons when the poll's events include a failure."""
+        async with self._turn(job_id):
+            job = self._jobs.get(job_id)
+            if job is None:
+                return  # unwatched (reload, retirement) while the request was in flight
+            if isinstance(outcome, Failed):
+                self._failed(job_id, job, outcome, slow)
+            elif isinstance(outcome, Unchanged):
+                self._succeed(job_id, job, slow)
+            else:
+                await self._observed(job_id, job, outcome, slow, explain)
+            self._replan(job_id)
+
+    async def apply_usage(
+        self, job_id: str, usage: Mapping[str, TaskUsage], *, hang_window: float | None
+    ) -> None:
+        """Apply one usage sweep's readings of a job (task -> metric -> ratio). The job's
+        *current* state decides: readings of a job that left Running meanwhile are dropped,
+        and the hang rule runs on the current state's bookkeeping."""
+        async with self._turn(job_id):
+            job = self._jobs.get(job_id)
+            state = self._states.get(job_id)
+            if job is None or state is None:
+                return
+            running = state.running
+            if running:
+                self._series.set_usage(job_id, usage)
+                job.sweeping = True
+            elif job.sweeping:
+                self._series.set_usage(job_id, None)
+                job.sweeping = False
+            if not hang_window:
+                return
+            now = self._clock()
+            hang, events = observe_hang(
+                state.hang,
+                job_id=job_id,
+                job_name=state.job_name,
+                running=running,
+                usage=usage if running else {},
+                now=now,
+                window=hang_window,
+            )
+            if hang != state.hang:
+                await self._commit(job_id, replace(state, hang=hang), events, now)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, job_id: str) -> AsyncIterator[None]:
+        """Hold the job's lock: its applies run one at a time, in the order they arrived
+        (asyncio's lock is fair). The lock lives only while someone holds or awaits it."""
+        turn = self._turns.get(job_id)
+        if turn is None:
+            turn = self._turns[job_id] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._turns[job_id]
+
+    async def _observed(
+        self,
+        job_id: str,
+        job: _Job,
+        outcome: Observed,
+        slow: bool,
+        explain: Explain | None,
+    ) -> None:
+        now = self._clock()
+        prev = self._states.get(job_id)
+        state, events = observe(prev, outcome.observation, now)
+        if explain is not None and any(wants_reasons(e) for e in events):
+            reasons = await explain(job_id)
+            if job_id not in self._jobs:
+                return  # unwatched while the reasons were fetched
+            state, events = attach_reasons(state, events, reasons)
+        if state != prev or events:
+            # /metrics tells what the API said even while the database cannot keep it; the
+            # in-memory state stays, so the next poll re-detects these transitions (same ids).
+            self._series.update(state, job.labels)
+            if await self._commit(job_id, state, events, now):
+                job.digest = outcome.digest
+        else:
+            job.digest = outcome.digest
+        if isinstance(outcome.observation, JobGone):
+            job.digest = b""
+            self._set_health(job_id, job, replace(job.health, polled=True, up=False, slow=slow))
+        else:
+            self._succeed(job_id, job, slow, now)
+
+    async def _commit(self, job_id: str, state: JobState, events: list[Event], now: float) -> bool:
+        """Label the events, commit them with the job's new state, then (only then) move the
+        in-memory state on, count the events and wake the sinks. False if the database
+        refused; the old state then stays."""
+        labels = self._jobs[job_id].labels if job_id in self._jobs else {}
+        events = [replace(e, labels=labels) for e in events]
+        documents = [to_cloudevent(e, self._project_id) for e in events]
+        try:
+            await self._store.call(self._store.commit, state, documents, now)
+        except StateError as exc:
+            if self._store_error != str(exc):
+                log.error("state_commit_failed", error=str(exc), events_held=len(events))
+            self._store_error = str(exc)
+            return False
+        if self._store_error is not None:
+            log.info("state_commit_recovered")
+            self._store_error = None
+        self._states[job_id] = state
+        for event in events:
+            self._metrics.events.labels(event.type).inc()
+            log.debug("transition", type=event.type, event_id=event.id)
+        if events:
+            self._dispatcher.notify()
+        return True
+
+    def _succeed(self, job_id: str, job: _Job, slow: bool, now: float | None = None) -> None:
+        now = self._clock() if now is None else now
+        if job.health.last_error is not None:
+            log.info("poll_recovered", after=job.health.last_error)
+        self._succeeded[job_id] = now
+        self._set_health(job_id, job, Health(polled=True, up=True, last_success=now, slow=slow))
+
+    def _failed(self, job_id: str, job: _Job, outcome: Failed, slow: bool) -> None:
+        now = self._clock()
+        failures = job.health.failures + 1
+        delay = backoff_delay(failures, base=job.interval, cap=self._poll.retry.max_backoff)
+        error = f"{outcome.result}: {outcome.message}"
+        if job.health.last_error != error:
+            log.warning(
+                "poll_failed",
+                result=outcome.result,
+                error=outcome.message,
+                next_poll_in=round(delay, 1),
+            )
+        health = replace(
+            job.health,
+            polled=True,
+            up=False,
+            last_error=error,
+            failures=failures,
+            not_before=now + delay,
+            slow=slow,
+        )
+        self._set_health(job_id, job, health)
+
+    def _set_health(self, job_id: str, job: _Job, health: Health) -> None:
+        job.health = health
+        self._series.set_health(job_id, health.up, health.last_success)
+
+    def _replan(self, job_id: str) -> None:
+        """Slow down, stop exporting or retire the job as its lifecycle says."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        decision = plan(self._states.get(job_id), self._clock(), job.interval, self._poll)
+        if decision.interval is None:
+            log.info("job_retired", job_id=job_id, reason="terminal_retention")
+            self.unwatch(job_id)
+            return
+        if not decision.export and job_id in self._series:
+            log.info("job_series_dropped", job_id=job_id, reason="not_found_retention")
+            self._series.remove(job_id)
+        if decision.interval != job.planned:
+            job.planned = decision.interval
+            self._schedule(job_id, decision.interval, False)
