@@ -1,8 +1,8 @@
 """The settings for scaling out: this instance's shard, and job discovery by search.
 
-``shard`` (``sharding.py``) splits the jobs between instances; ``discovery`` (``discovery.py``)
-adds the jobs a ModelArts job search finds to the configured ones. Both are blocks of
-``Settings`` (``config.py``), which re-exports these classes.
+``shard`` (``daemon/sharding.py``) splits the jobs between instances; ``discovery``
+(``daemon/discovery.py``) adds the jobs a ModelArts job search finds to the configured ones. Both
+are blocks of ``Settings`` (``settings.py``), which re-exports these classes.
 """
 
 from __future__ import annotations
@@ -10,18 +10,19 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from monitor.config.values import Duration, Model, check_labels
-from monitor.daemon.sharding import hostname_ordinal
 
 __all__ = ["DiscoverySettings", "FilterKey", "LabelRule", "SearchFilter", "ShardSettings"]
 
 
 class ShardSettings(Model):
-    """This instance's share of the jobs (``monitor/sharding.py``)."""
+    """This instance's share of the jobs (``daemon/sharding.py``)."""
 
     index: int = Field(default=0, ge=0)
     """``auto`` in the file: the ordinal of the StatefulSet pod's host name (``<name>-<N>``)."""
@@ -138,3 +139,19 @@ class DiscoverySettings(Model):
             if rule.matches(name):
                 out.update(rule.labels)
         return out
+
+
+_ORDINAL = re.compile(r"^.+-(\d+)$")
+
+
+def hostname_ordinal(env: Mapping[str, str]) -> int:
+    """The ordinal of a StatefulSet pod from its host name (``monitor-2`` -> 2): ``HOSTNAME``
+    from ``env``, else ``socket.gethostname()``. ValueError if the name has no ordinal."""
+    host = env.get("HOSTNAME") or socket.gethostname()
+    m = _ORDINAL.match(host.split(".", 1)[0])
+    if m is None:
+        raise ValueError(
+            f"auto: host name {host!r} does not end in a StatefulSet pod ordinal "
+            "(<name>-<N>); set the index as a number"
+        )
+    return int(m.group(1))

@@ -15,9 +15,22 @@ A slower interval never makes a job polled *more* often than its own interval.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from monitor.config.settings import PollSettings
 from monitor.core.state import JobState
+
+
+class Rules(Protocol):
+    """The lifecycle settings (``poll.*`` in the config; ``PollSettings`` is one)."""
+
+    @property
+    def not_found_interval(self) -> float: ...
+    @property
+    def not_found_retention(self) -> float: ...
+    @property
+    def terminal_interval(self) -> float: ...
+    @property
+    def terminal_retention(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +41,7 @@ class Plan:
     """Whether the job's series belong in /metrics."""
 
 
-def plan(state: JobState | None, now: float, interval: float, poll: PollSettings) -> Plan:
+def plan(state: JobState | None, now: float, interval: float, poll: Rules) -> Plan:
     if state is None:
         return Plan(interval, True)
     if state.gone:

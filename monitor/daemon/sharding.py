@@ -13,16 +13,12 @@ about 1/(N+1) of the jobs (each to the new shard), so scaling out does not reshu
 from __future__ import annotations
 
 import hashlib
-import re
-import socket
-from collections.abc import Mapping
 
-__all__ = ["hostname_ordinal", "jump_hash", "owns", "shard_of", "stable_hash"]
+__all__ = ["jump_hash", "owns", "shard_of", "stable_hash"]
 
 _MASK64 = (1 << 64) - 1
 _LCG = 2862933555777941757
 """The 64-bit linear congruential generator's multiplier of the paper's reference code."""
-_ORDINAL = re.compile(r"^.+-(\d+)$")
 
 
 def jump_hash(key: int, buckets: int) -> int:
@@ -63,16 +59,3 @@ def shard_of(job_id: str, total: int) -> int:
 def owns(job_id: str, index: int, total: int) -> bool:
     """Whether shard ``index`` of ``total`` watches ``job_id``."""
     return total <= 1 or shard_of(job_id, total) == index
-
-
-def hostname_ordinal(env: Mapping[str, str]) -> int:
-    """The ordinal of a StatefulSet pod from its host name (``monitor-2`` -> 2): ``HOSTNAME``
-    from ``env``, else ``socket.gethostname()``. ValueError if the name has no ordinal."""
-    host = env.get("HOSTNAME") or socket.gethostname()
-    m = _ORDINAL.match(host.split(".", 1)[0])
-    if m is None:
-        raise ValueError(
-            f"auto: host name {host!r} does not end in a StatefulSet pod ordinal "
-            "(<name>-<N>); set the index as a number"
-        )
-    return int(m.group(1))

@@ -101,7 +101,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from monitor.core.job import TERMINAL_PHASES
 from monitor.simulator.events import JobEvent
 from monitor.simulator.faults import FaultConfig
 from monitor.simulator.iam import IamConfig
@@ -120,6 +119,9 @@ __all__ = [
     "TaskStatus",
 ]
 
+TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
+"""Phases after which ModelArts stops a job for good (the API reference's lifecycle); the
+simulator's own copy: it must not learn ModelArts from the monitor it checks."""
 END_KEYS = ("end_reason", "end_related_task", "end_recover", "end_recover_before_downgrade")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import socket
 import uuid
 from collections import Counter
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from monitor.config.loading import parse_settings
-from monitor.daemon.sharding import hostname_ordinal, jump_hash, owns, shard_of, stable_hash
+from monitor.daemon.sharding import jump_hash, owns, shard_of, stable_hash
 from monitor.errors import ConfigError
 
 _RNG = random.Random(20261128)
@@ -98,28 +97,6 @@ def test_going_from_n_to_n_plus_1_shards_moves_about_one_in_n_plus_1_jobs(n: int
 
 def test_one_shard_owns_everything() -> None:
     assert all(owns(j, 0, 1) for j in JOB_IDS[:100])
-
-
-# --- index: auto -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("host", "ordinal"),
-    [("modelarts-monitor-0", 0), ("modelarts-monitor-12", 12), ("mon-3.mon.ns.svc", 3)],
-)
-def test_the_ordinal_comes_from_a_statefulset_host_name(host: str, ordinal: int) -> None:
-    assert hostname_ordinal({"HOSTNAME": host}) == ordinal
-
-
-def test_without_hostname_the_system_host_name_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "monitor-4")
-    assert hostname_ordinal({}) == 4
-
-
-@pytest.mark.parametrize("host", ["monitor", "monitor-", "monitor-a", "-1", "7"])
-def test_a_host_name_without_an_ordinal_is_refused(host: str) -> None:
-    with pytest.raises(ValueError, match="ordinal"):
-        hostname_ordinal({"HOSTNAME": host})
 
 
 def base() -> dict[str, Any]:
