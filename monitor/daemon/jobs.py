@@ -34,10 +34,11 @@ from monitor.core.backoff import backoff_delay
 from monitor.core.diff import observe
 from monitor.core.events import Event, to_cloudevent
 from monitor.core.hang import TaskUsage, observe_hang
-from monitor.core.job import JobGone, Observation
+from monitor.core.job import JobGone
 from monitor.core.lifecycle import plan
 from monitor.core.reasons import Reason, attach_reasons, wants_reasons
 from monitor.core.state import JobState
+from monitor.daemon.handoff import Failed, Health, JobView, Observed, PollOutcome, Unchanged
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import StateError
 from monitor.exposition.own import MonitorMetrics
@@ -52,58 +53,6 @@ Schedule = Callable[[str, float | None, bool], None]
 (re)plan a job's polls; ``initial`` means the first poll should come soon."""
 Explain = Callable[[str], Awaitable[list[Reason]]]
 """Fetches a job's newest reasons (``[]`` when they cannot be had); called inside an apply."""
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """How polling a job is going; replaced, never mutated, on every change."""
-
-    polled: bool = False
-    up: bool = False
-    last_success: float | None = None
-    last_error: str | None = None
-    failures: int = 0
-    """Consecutive failed polls; each one doubles the wait before the next (capped)."""
-    not_before: float = 0.0
-    slow: bool = False
-    """The last poll timed out or was slow: the job polls in the slow lane."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """A read-only picture of one watched job, for the rooms that act on jobs."""
-
-    job_id: str
-    labels: Mapping[str, str]
-    interval: float
-    state: JobState | None
-    health: Health
-
-    @property
-    def running(self) -> bool:
-        return self.state is not None and self.state.running
-
-
-@dataclass(frozen=True, slots=True)
-class Unchanged:
-    """The body is byte for byte the one behind the job's state: nothing to parse or diff."""
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    observation: Observation
-    digest: bytes = b""
-    """Of the body the observation was parsed from (empty for a gone job)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    result: str
-    """A ``polls_total`` result: ``timeout``, ``server_error``, ..."""
-    message: str
-
-
-PollOutcome = Unchanged | Observed | Failed
 
 
 @dataclass(slots=True)

@@ -28,7 +28,8 @@ import structlog
 from monitor.config.settings import ReasonSettings
 from monitor.core.job import JobGone
 from monitor.core.reasons import REASON_LEVELS, Reason, newest_reasons
-from monitor.daemon.jobs import Failed, JobBook, Observed, PollOutcome, Unchanged
+from monitor.daemon.handoff import Failed, Observed, PollOutcome, Unchanged
+from monitor.daemon.jobs import JobBook
 from monitor.errors import ApiError, JobNotFound
 from monitor.exposition.own import MonitorMetrics
 from monitor.logs import get_logger

@@ -7,7 +7,8 @@ attributes, so the web room learns nothing of how jobs are kept.
 from __future__ import annotations
 
 from monitor.core.reasons import reason_line
-from monitor.daemon.jobs import JobBook, JobView
+from monitor.daemon.handoff import JobView
+from monitor.daemon.jobs import JobBook
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.web.pages import JobRow
 

@@ -10,7 +10,7 @@ import pytest
 
 from monitor.simulator import FAULT_KINDS
 from tests.harness import DaemonProc, SimulatorProc, daemon_config, free_port, read_events
-from tests.integration.test_daemon_demo_scenario import (
+from tests.integration.conftest import (
     DEMO,
     check_events,
     check_final_metrics,

@@ -17,7 +17,7 @@ from tests.harness import (
     read_events,
     wait_until,
 )
-from tests.integration.test_daemon_demo_scenario import DEMO, job_ids, step_times, summary
+from tests.integration.conftest import DEMO, job_ids, step_times, summary
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.harness import DaemonProc, SimulatorProc, daemon_config, free_port, wait_until
-from tests.integration.test_daemon_demo_scenario import DEMO, job_ids
+from tests.integration.conftest import DEMO, job_ids
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from tests.harness import (
     read_events,
     wait_until,
 )
-from tests.integration.test_daemon_demo_scenario import (
+from tests.integration.conftest import (
     DEMO,
     EXPECTED,
     job_ids,

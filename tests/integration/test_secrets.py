@@ -23,7 +23,7 @@ from tests.harness import (
     daemon_config,
     free_port,
 )
-from tests.integration.test_daemon_demo_scenario import DEMO, EXPECTED, job_ids, step_times
+from tests.integration.conftest import DEMO, EXPECTED, job_ids, step_times
 
 pytestmark = pytest.mark.integration
 

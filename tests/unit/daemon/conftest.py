@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config.settings import PollSettings, ReasonSettings
 from monitor.core.state import JobState
-from monitor.daemon.jobs import Health, JobBook
+from monitor.daemon.handoff import Health
+from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller
 from monitor.daemon.reports import readiness
 from monitor.delivery.dispatcher import Dispatcher

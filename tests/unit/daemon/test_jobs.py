@@ -18,7 +18,8 @@ import pytest
 
 from monitor.config.settings import PollSettings
 from monitor.core.reasons import Reason
-from monitor.daemon.jobs import Failed, JobBook, Observed
+from monitor.daemon.handoff import Failed, Observed
+from monitor.daemon.jobs import JobBook
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.exposition.own import MonitorMetrics
 from monitor.exposition.series import SeriesStore

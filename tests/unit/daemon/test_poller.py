@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from monitor.config.settings import PollSettings, RetrySettings
 from monitor.core.state import JobState
-from monitor.daemon.jobs import Failed
+from monitor.daemon.handoff import Failed
 from monitor.errors import StateError
 from tests.conftest import SEED_ID, job_doc, wait_for
 from tests.unit.daemon.conftest import LABELS, NOW, JobPath, job_path, sample
