@@ -138,3 +138,21 @@ def isolated_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     structlog.configure(**saved)
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def format1_row(state: Any) -> dict[str, Any]:
+    """A job state as monitors before the versioned form wrote it (format 1: ``asdict()`` of
+    the dataclasses, no ``format`` key), frozen here so old databases stay testable."""
+    import dataclasses
+
+    return {
+        "job_id": state.job_id,
+        "snapshot": dataclasses.asdict(state.snapshot) if state.snapshot else None,
+        "phase_since": state.phase_since,
+        "restarts": dict(state.restarts),
+        "recoveries": {k: dict(v) for k, v in state.recoveries.items()},
+        "last_reason": dict(state.last_reason),
+        "gone": state.gone,
+        "gone_since": state.gone_since,
+        "hang": dataclasses.asdict(state.hang),
+    }

@@ -241,6 +241,8 @@ def _status(settings: Settings) -> int:
         last_success = store.load_last_success()
     finally:
         store.close()
+    for job_id, why in store.unreadable.items():
+        print(f"warning: job {job_id}: stored state unreadable ({why})", file=sys.stderr)
     rows = status_rows([j.id for j in settings.jobs], states, last_success)
     print(render_table(rows), end="")
     return EXIT_OK

@@ -1,9 +1,19 @@
-"""What the monitor keeps per job between polls, and the form in which it is stored."""
+"""What the monitor keeps per job between polls, and the versioned form in which it is stored.
+
+The stored form is explicit: every key is written and read by name here (``encode_state``,
+``decode_state``), never ``asdict()`` of whatever the dataclasses are today, so renaming a field
+changes nothing on disk, and a database written by an older monitor still loads. Each row says
+its ``format``; a change of the stored form is a new format with an upgrade step.
+
+- format 1: ``asdict()`` of the dataclasses with no version key (rows written before the form
+  was versioned, schema version 3 and older); read by upgrading to 2.
+- format 2: the same names, explicit, with ``"format": 2``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.core.hang import HangState
@@ -45,50 +55,160 @@ class JobState:
         return self.snapshot is not None and not self.gone and self.snapshot.phase == "Running"
 
 
-def state_to_dict(state: JobState) -> dict[str, Any]:
+STATE_FORMAT = 2
+
+
+class StoredFormError(ValueError):
+    """A stored state this monitor cannot read (a newer format, or a damaged row)."""
+
+
+def encode_state(state: JobState) -> dict[str, Any]:
+    """The stored form (format ``STATE_FORMAT``) of a job's state, JSON-ready."""
+    snap = state.snapshot
     return {
+        "format": STATE_FORMAT,
         "job_id": state.job_id,
-        "snapshot": asdict(state.snapshot) if state.snapshot else None,
+        "snapshot": None if snap is None else _encode_snapshot(snap),
         "phase_since": state.phase_since,
         "restarts": dict(state.restarts),
         "recoveries": {k: dict(v) for k, v in state.recoveries.items()},
         "last_reason": dict(state.last_reason),
         "gone": state.gone,
         "gone_since": state.gone_since,
-        "hang": asdict(state.hang),
+        "hang": {
+            "idle_since": state.hang.idle_since,
+            "suspected_at": state.hang.suspected_at,
+            "episode": state.hang.episode,
+        },
     }
 
 
-def state_from_dict(doc: Mapping[str, Any]) -> JobState:
-    snap = doc.get("snapshot")
-    snapshot = None
-    if snap is not None:
-        snapshot = JobSnapshot(
-            **{
-                **snap,
-                "tasks": tuple(snap["tasks"]),
-                "task_statuses": tuple(TaskStatus(**t) for t in snap["task_statuses"]),
-                "running_records": tuple(
-                    RunningRecord(
-                        **{
-                            **r,
-                            "recover_records": tuple(
-                                RecoverRecord(**x) for x in r.get("recover_records", ())
-                            ),
-                        }
-                    )
-                    for r in snap["running_records"]
-                ),
-            }
+def decode_state(doc: object) -> JobState:
+    """A stored state of any known format; ``StoredFormError`` says why one cannot be read."""
+    if not isinstance(doc, dict):
+        raise StoredFormError(f"expected an object, got {type(doc).__name__}")
+    version = doc.get("format", 1)
+    if not isinstance(version, int) or not 1 <= version <= STATE_FORMAT:
+        raise StoredFormError(
+            f"format {version!r} is not one this monitor reads (1 to {STATE_FORMAT})"
         )
+    while version < STATE_FORMAT:
+        doc = _UPGRADES[version](doc)
+        version += 1
+    try:
+        return _decode(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoredFormError(f"{type(exc).__name__}: {exc}") from exc
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda doc: {**doc, "format": 2},  # same names; what 1 lacked has defaults in 2
+}
+"""``_UPGRADES[n]`` takes a stored state from format n to n+1."""
+
+
+def _encode_snapshot(s: JobSnapshot) -> dict[str, Any]:
+    return {
+        **{name: getattr(s, name) for name in _SNAPSHOT_SCALARS},
+        "tasks": list(s.tasks),
+        "task_statuses": [
+            {"task": t.task, "exit_code": t.exit_code, "message": t.message}
+            for t in s.task_statuses
+        ],
+        "running_records": [
+            {
+                **{name: getattr(r, name) for name in _RECORD_SCALARS},
+                "recover_records": [
+                    {name: getattr(x, name) for name in _RECOVER_SCALARS} for x in r.recover_records
+                ],
+            }
+            for r in s.running_records
+        ],
+    }
+
+
+def _decode(doc: Mapping[str, Any]) -> JobState:
+    snap = doc.get("snapshot")
+    hang = doc.get("hang") or {}
     return JobState(
-        job_id=doc["job_id"],
-        snapshot=snapshot,
+        job_id=str(doc["job_id"]),
+        snapshot=None if snap is None else _decode_snapshot(snap),
         phase_since=doc.get("phase_since"),
-        restarts=dict(doc.get("restarts") or {}),
-        recoveries={k: dict(v) for k, v in (doc.get("recoveries") or {}).items()},
-        last_reason=dict(doc.get("last_reason") or {}),
+        restarts={str(k): int(v) for k, v in (doc.get("restarts") or {}).items()},
+        recoveries={
+            str(k): {str(r): int(n) for r, n in v.items()}
+            for k, v in (doc.get("recoveries") or {}).items()
+        },
+        last_reason={str(k): str(v) for k, v in (doc.get("last_reason") or {}).items()},
         gone=bool(doc.get("gone")),
         gone_since=doc.get("gone_since"),
-        hang=HangState(**(doc.get("hang") or {})),
+        hang=HangState(
+            idle_since=hang.get("idle_since"),
+            suspected_at=hang.get("suspected_at"),
+            episode=int(hang.get("episode", 0)),
+        ),
     )
+
+
+def _decode_snapshot(s: Mapping[str, Any]) -> JobSnapshot:
+    return JobSnapshot(
+        job_id=str(s["job_id"]),
+        **{name: s[name] for name in _SNAPSHOT_SCALARS if name != "job_id" and name in s},
+        tasks=tuple(str(t) for t in s.get("tasks", ())),
+        task_statuses=tuple(
+            TaskStatus(task=t["task"], exit_code=t.get("exit_code"), message=t.get("message", ""))
+            for t in s.get("task_statuses", ())
+        ),
+        running_records=tuple(
+            RunningRecord(
+                **{name: r[name] for name in _RECORD_SCALARS if name in r},
+                recover_records=tuple(
+                    RecoverRecord(**{name: x[name] for name in _RECOVER_SCALARS if name in x})
+                    for x in r.get("recover_records", ())
+                ),
+            )
+            for r in s.get("running_records", ())
+        ),
+    )
+
+
+# The stored names of the scalar fields. They are the format: a field renamed in the
+# dataclasses keeps its stored name here (``name`` -> ``getattr(s, "new_name")``).
+_SNAPSHOT_SCALARS = (
+    "job_id",
+    "name",
+    "kind",
+    "workspace_id",
+    "user_name",
+    "create_time_ms",
+    "engine_name",
+    "engine_version",
+    "flavor_id",
+    "flavor_type",
+    "pool_id",
+    "requested_nodes",
+    "phase",
+    "secondary_phase",
+    "duration_ms",
+    "start_time_ms",
+    "nodes",
+    "nodes_at_ms",
+)
+_RECORD_SCALARS = (
+    "start_at",
+    "end_at",
+    "start_type",
+    "end_reason",
+    "end_related_task",
+    "end_recover",
+    "end_recover_before_downgrade",
+)
+_RECOVER_SCALARS = (
+    "recover",
+    "recover_result",
+    "fault_scenario",
+    "reason",
+    "related_task",
+    "recover_start_at",
+    "recover_end_at",
+)

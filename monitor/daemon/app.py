@@ -87,6 +87,8 @@ class App:
             self.store.close()
             await self.client.aclose()
             raise
+        for job_id, why in self.store.unreadable.items():
+            log.error("stored_state_unreadable", job_id=job_id, error=why, note="starts afresh")
         self.series = SeriesStore()
         self.metrics = MonitorMetrics()
         self.metrics.shard_ordinal.set(s.shard.index)

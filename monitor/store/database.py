@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from monitor.core.state import JobState, state_from_dict, state_to_dict
+from monitor.core.state import JobState, decode_state, encode_state
 from monitor.errors import StateError
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
@@ -39,6 +39,8 @@ class Store:
         migrates or writes, and refuses a file whose schema is not this monitor's.
         """
         self.path = str(path)
+        self.unreadable: dict[str, str] = {}
+        """Job rows the last ``load_states`` could not read: job id -> why."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-db")
         try:
             if readonly:
@@ -100,10 +102,16 @@ class Store:
     def _migrate(self) -> None:
         version = self._check_version()
         for target in range(version + 1, SCHEMA_VERSION + 1):
+            step = MIGRATIONS[target]
             try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;{MIGRATIONS[target]};PRAGMA user_version = {target};COMMIT;"
-                )
+                if isinstance(step, str):
+                    self._db.executescript(
+                        f"BEGIN IMMEDIATE;{step};PRAGMA user_version = {target};COMMIT;"
+                    )
+                    continue
+                with self._transaction():
+                    step(self._db)
+                    self._db.execute(f"PRAGMA user_version = {target}")
             except sqlite3.Error:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
@@ -123,11 +131,20 @@ class Store:
     # -- jobs -------------------------------------------------------------------------------
 
     def load_states(self) -> dict[str, JobState]:
+        """Every job's stored state. A row that cannot be read costs only that job (it starts
+        afresh, as if first seen); ``unreadable`` says which and why, for the caller to log."""
         try:
-            rows = self._db.execute("SELECT state FROM jobs").fetchall()
-            return {s.job_id: s for s in (state_from_dict(json.loads(r[0])) for r in rows)}
-        except (sqlite3.Error, ValueError, TypeError, KeyError) as exc:
+            rows = self._db.execute("SELECT job_id, state FROM jobs").fetchall()
+        except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot read job states: {exc}") from exc
+        states: dict[str, JobState] = {}
+        self.unreadable = {}
+        for job_id, text in rows:
+            try:
+                states[job_id] = decode_state(json.loads(text))
+            except ValueError as exc:  # StoredFormError and JSON errors alike
+                self.unreadable[job_id] = str(exc)
+        return states
 
     def commit(self, state: JobState, events: Iterable[Mapping[str, Any]], now: float) -> None:
         """Write a job's new state and its events (CloudEvents documents) atomically."""
@@ -137,7 +154,7 @@ class Store:
                     "INSERT INTO jobs(job_id, state, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(job_id) DO UPDATE SET state = excluded.state, "
                     "updated_at = excluded.updated_at",
-                    (state.job_id, json.dumps(state_to_dict(state)), now),
+                    (state.job_id, json.dumps(encode_state(state)), now),
                 )
                 self._db.executemany(
                     # The same transition re-detected (same deterministic id) is stored once.

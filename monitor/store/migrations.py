@@ -7,9 +7,30 @@ refused rather than guessed at.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+import json
+import sqlite3
+from collections.abc import Callable
 
-MIGRATIONS: dict[int, str] = {
+from monitor.core.state import StoredFormError, decode_state, encode_state
+
+SCHEMA_VERSION = 4
+
+
+def _versioned_job_states(db: sqlite3.Connection) -> None:
+    """4: every job row rewritten in the versioned stored form (``core/state.py``). A row
+    that does not decode is left as it is: loading reports it and the job starts afresh."""
+    for job_id, text in db.execute("SELECT job_id, state FROM jobs").fetchall():
+        try:
+            doc = encode_state(decode_state(json.loads(text)))
+        except (ValueError, StoredFormError):
+            continue
+        db.execute("UPDATE jobs SET state = ? WHERE job_id = ?", (json.dumps(doc), job_id))
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+"""SQL, or a function run inside the migration's transaction."""
+
+MIGRATIONS: dict[int, Migration] = {
     1: """
     CREATE TABLE jobs (
         job_id TEXT PRIMARY KEY,
@@ -37,5 +58,6 @@ MIGRATIONS: dict[int, str] = {
         found_at REAL NOT NULL
     );
     """,
+    4: _versioned_job_states,
 }
 """Forward migrations: ``MIGRATIONS[n]`` takes a database from version n-1 to n."""

@@ -102,3 +102,36 @@ async def test_readyz_waits_for_the_first_round(
     r = await http.get("/readyz")
     assert r.status_code == 503
     assert "first round: 1 of 1 jobs not polled yet" in r.text
+
+
+async def test_an_unreadable_stored_state_is_logged_once_and_costs_only_that_job(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from structlog.testing import capture_logs
+
+    from monitor.store import Store
+
+    Store(tmp_path / "state.db").close()  # a current database
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute(
+        "INSERT INTO jobs(job_id, state, updated_at) VALUES (?, ?, 0)",
+        (SEED_ID, '{"format": 99, "job_id": "x"}'),
+    )
+    db.commit()
+    db.close()
+    sink, api = FlakySink(), Api()
+    sink.up = True
+    app = App(settings(tmp_path), sinks=[sink], transport=httpx.MockTransport(api.handler))
+    with capture_logs() as logs:
+        await app.start()
+    try:
+        unreadable = [e for e in logs if e["event"] == "stored_state_unreadable"]
+        assert len(unreadable) == 1 and unreadable[0]["job_id"] == SEED_ID
+        assert "format 99" in unreadable[0]["error"]
+        await app.poller.poll(SEED_ID)
+        await wait_for(lambda: len(sink.received) == 1)
+        assert sink.received[0]["type"] == "modelarts.job.discovered", "it starts afresh"
+    finally:
+        await app.stop(grace=1.0)

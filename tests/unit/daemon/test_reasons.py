@@ -23,7 +23,6 @@ from structlog.testing import capture_logs
 from monitor.config.settings import ReasonSettings
 from monitor.core.diff import diff, observe
 from monitor.core.reasons import newest_reasons, reason_line
-from monitor.core.state import state_from_dict, state_to_dict
 from monitor.errors import AuthError, InvalidResponse, RateLimited
 from monitor.modelarts.client import ModelArtsClient
 from monitor.modelarts.parse import parse_job
@@ -354,7 +353,7 @@ async def test_get_job_events_clamps_the_limit_to_what_the_api_accepts() -> None
     assert limits == ["1", "7", "100"]
 
 
-# -- persistence (store.state_to_dict / state_from_dict) --------------------------------------
+# -- persistence -------------------------------------------------------------------------------
 
 
 def test_recoveries_last_reason_and_recover_records_survive_the_store(tmp_path: Path) -> None:
@@ -371,16 +370,3 @@ def test_recoveries_last_reason_and_recover_records_survive_the_store(tmp_path: 
     assert loaded.recoveries == {"pod_reschedule": {"success": 1}}
     assert loaded.snapshot is not None
     assert loaded.snapshot.running_records[0].recover_records[0].reason == "node NotReady"
-
-
-def test_a_state_stored_before_recoveries_existed_loads_with_empty_defaults() -> None:
-    state, _ = observe(None, parse_job(job_doc(records=[RUN0_FAULT])), 1.0)
-    doc = state_to_dict(state)
-    del doc["recoveries"], doc["last_reason"]
-    for record in doc["snapshot"]["running_records"]:
-        del record["recover_records"]
-    old = state_from_dict(doc)
-    assert old.recoveries == {} and old.last_reason == {}
-    assert old.snapshot is not None and old.snapshot.running_records[0].recover_records == ()
-    again, _ = observe(old, parse_job(job_doc(records=[RUN0_FAULT])), 2.0)
-    assert again.recoveries == {"pod_reschedule": {"success": 1}}

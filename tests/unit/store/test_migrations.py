@@ -15,11 +15,11 @@ import pytest
 
 from monitor.core.events import new_event, to_cloudevent
 from monitor.core.job import JobSnapshot, RunningRecord, TaskStatus
-from monitor.core.state import JobState, state_to_dict
+from monitor.core.state import JobState
 from monitor.errors import StateError
 from monitor.store.database import Store
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
-from tests.conftest import SEED_ID
+from tests.conftest import SEED_ID, format1_row
 
 NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
@@ -93,7 +93,7 @@ def make_v1_database(path: Path, state: JobState, events: list[dict[str, Any]]) 
         db.execute("PRAGMA user_version = 1")
         db.execute(
             "INSERT INTO jobs(job_id, state, updated_at) VALUES (?, ?, ?)",
-            (state.job_id, json.dumps(state_to_dict(state)), NOW),
+            (state.job_id, json.dumps(format1_row(state)), NOW),
         )
         db.executemany(
             "INSERT INTO outbox(id, job_id, body) VALUES (?, ?, ?)",
@@ -317,3 +317,35 @@ def test_record_success_with_nothing_to_record_is_fine_on_a_read_only_store(
         ro.record_success({})
     finally:
         ro.close()
+
+
+def test_migration_4_rewrites_todays_rows_in_the_versioned_form(db_path: Path) -> None:
+    """A database the monitor left before the stored form had a version (schema 3, format-1
+    rows, one of them damaged): every readable row comes back format 2 with the same state."""
+    state = a_state()
+    make_v1_database(db_path, state, [])
+    db = sqlite3.connect(db_path)
+    try:
+        for target in (2, 3):
+            db.executescript(f"{MIGRATIONS[target]};PRAGMA user_version = {target};")
+        db.execute(
+            "INSERT INTO jobs(job_id, state, updated_at) VALUES (?, ?, ?)",
+            (OTHER_ID, '{"job_id": "7c0d", "snapshot": {"phase": 1', NOW),
+        )
+        db.commit()
+    finally:
+        db.close()
+
+    store = Store(db_path)
+    try:
+        assert user_version(db_path) == SCHEMA_VERSION == 4
+        assert store.load_states() == {SEED_ID: state}
+        assert list(store.unreadable) == [OTHER_ID], "the damaged row costs only its job"
+    finally:
+        store.close()
+    db = sqlite3.connect(db_path)
+    try:
+        (text,) = db.execute("SELECT state FROM jobs WHERE job_id = ?", (SEED_ID,)).fetchone()
+    finally:
+        db.close()
+    assert json.loads(text)["format"] == 2

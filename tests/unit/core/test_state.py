@@ -1,0 +1,101 @@
+"""state.py: the stored form of a job's state is explicit and versioned, and old rows load."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from monitor.core.diff import observe
+from monitor.core.state import STATE_FORMAT, StoredFormError, decode_state, encode_state
+from monitor.modelarts.parse import parse_job
+from tests.conftest import FIXTURES, job_doc
+
+RUN0_FAULT = {
+    "start_at": 100,
+    "start_type": "init_or_rescheduled",
+    "end_at": 200,
+    "end_reason": "node lost",
+    "end_recover": "pod_reschedule",
+    "recover_records": [{"recover": "pod_reschedule", "recover_result": "success"}],
+}
+
+
+def format1() -> dict[str, Any]:
+    """A row exactly as the monitor wrote it before the stored form had a version."""
+    doc: dict[str, Any] = json.loads((FIXTURES / "state_format1.json").read_text("utf-8"))
+    return doc
+
+
+def test_a_row_written_before_the_form_was_versioned_loads_whole() -> None:
+    state = decode_state(format1())
+    assert state.snapshot is not None
+    assert state.snapshot.running_records[0].recover_records[0].reason == "node NotReady"
+    assert state.snapshot.task_statuses[0].exit_code == 137
+    assert state.recoveries == {"pod_reschedule": {"success": 1}}
+    assert state.last_reason["message"] == "OOM"
+    assert state.hang.episode == 1 and state.hang.suspected_at == 1_799_999_900.0
+    assert encode_state(state) == {**format1(), "format": STATE_FORMAT}, (
+        "format 2 keeps format 1's names: the upgrade only adds the version"
+    )
+
+
+def test_the_stored_form_round_trips_and_names_its_format() -> None:
+    state = decode_state(format1())
+    doc = json.loads(json.dumps(encode_state(state)))
+    assert doc["format"] == STATE_FORMAT
+    assert decode_state(doc) == state
+
+
+def test_the_stored_names_are_the_format_not_the_dataclass_fields() -> None:
+    """A golden list of every stored key: renaming a field in the dataclasses must not change
+    what is on disk (it would orphan every database in the field)."""
+    doc = encode_state(decode_state(format1()))
+    snapshot, record = doc["snapshot"], doc["snapshot"]["running_records"][0]
+    assert sorted(doc) == [
+        "format", "gone", "gone_since", "hang", "job_id", "last_reason", "phase_since",
+        "recoveries", "restarts", "snapshot",
+    ]  # fmt: skip
+    assert sorted(snapshot) == sorted(
+        [
+            "job_id", "name", "kind", "workspace_id", "user_name", "create_time_ms",
+            "engine_name", "engine_version", "flavor_id", "flavor_type", "pool_id",
+            "requested_nodes", "phase", "secondary_phase", "duration_ms", "start_time_ms",
+            "nodes", "nodes_at_ms", "tasks", "task_statuses", "running_records",
+        ]
+    )  # fmt: skip
+    assert sorted(record) == sorted(
+        [
+            "start_at", "end_at", "start_type", "end_reason", "end_related_task",
+            "end_recover", "end_recover_before_downgrade", "recover_records",
+        ]
+    )  # fmt: skip
+    assert sorted(doc["hang"]) == ["episode", "idle_since", "suspected_at"]
+
+
+def test_a_format1_row_from_before_recoveries_existed_loads_with_empty_defaults() -> None:
+    doc = format1()
+    del doc["recoveries"], doc["last_reason"], doc["hang"]
+    for record in doc["snapshot"]["running_records"]:
+        del record["recover_records"]
+    old = decode_state(doc)
+    assert old.recoveries == {} and old.last_reason == {} and old.hang.episode == 0
+    assert old.snapshot is not None and old.snapshot.running_records[0].recover_records == ()
+    again, _ = observe(old, parse_job(job_doc(records=[RUN0_FAULT])), 2.0)
+    assert again.recoveries == {"pod_reschedule": {"success": 1}}
+
+
+@pytest.mark.parametrize(
+    ("doc", "why"),
+    [
+        ({**format1(), "format": STATE_FORMAT + 1}, "is not one this monitor reads"),
+        ({**format1(), "format": "2"}, "is not one this monitor reads"),
+        ([], "expected an object"),
+        ({"format": 2}, "KeyError"),
+        ({**format1(), "restarts": {"proc_restart": "many"}}, "ValueError"),
+    ],
+)
+def test_a_state_that_cannot_be_read_says_why(doc: Any, why: str) -> None:
+    with pytest.raises(StoredFormError, match=why):
+        decode_state(doc)
