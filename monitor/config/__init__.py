@@ -1,0 +1,1 @@
+"""The settings: schema, value types and YAML loading; nothing here talks to the network."""

@@ -1,7 +1,8 @@
 """The value types the settings schema is built from: durations, strict models, label names.
 
-Shared by ``config.py`` (the schema and loading) and ``config_scale.py`` (sharding and
-discovery), and re-exported by ``config.py``, which is where callers import them from.
+Shared by ``settings.py`` (the schema) and ``scale.py`` (sharding and discovery), and
+re-exported by ``settings.py``, which is where callers import them from. The label names a job
+may not use come from the metric family table (``exposition/families.py``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The domain, pure: snapshots, state, transitions, events, lifecycle, hangs and reasons."""

@@ -30,7 +30,7 @@ class JobState:
     same kind of floor for ``recoveries_total``.
 
     ``last_reason`` is the newest ModelArts event message (``level``, ``time``, ``message``)
-    fetched for a failure transition of this job; the poller sets it, ``observe`` carries it.
+    fetched for a failure transition of this job; the job book sets it, ``observe`` carries it.
     """
 
     job_id: str
@@ -43,7 +43,7 @@ class JobState:
     gone_since: float | None = None
     """When the API first said the job does not exist (for ``not_found_retention``)."""
     hang: HangState = field(default_factory=HangState)
-    """The hung-job rule's bookkeeping (``usage.observe_hang``); only usage polling changes it."""
+    """The hung-job rule's bookkeeping (``hang.observe_hang``); only usage sweeps change it."""
 
     @property
     def job_name(self) -> str:

@@ -1,0 +1,1 @@
+"""The running process: wiring, the job book, scheduling, detail polls, usage sweeps, discovery."""

@@ -1,0 +1,1 @@
+"""The outbox dispatcher and the sinks: every event delivered at least once, in order."""

@@ -2,7 +2,7 @@
 
 prometheus-client's collector model, on a registry of the monitor's own (no process-global
 state, so tests can build as many as they like). Per-job health (``up``, last success) is not
-here: it carries each job's own label set and is rendered with the job's series (``metrics.py``).
+here: it carries each job's own label set and is rendered with the job's series (``series.py``).
 """
 
 from __future__ import annotations

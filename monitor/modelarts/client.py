@@ -81,7 +81,8 @@ class ModelArtsClient:
         return await self._get(f"/v2/{self.project_id}/training-jobs/{job_id}")
 
     async def get_task_metrics(self, job_id: str, task: str) -> Any:
-        """One task's resource usage, decoded (``GET .../metrics/{task}``); see ``usage.py``."""
+        """One task's resource usage, decoded (``GET .../metrics/{task}``); see
+        ``parse.parse_task_metrics``."""
         path = f"/v2/{self.project_id}/training-jobs/{job_id}/metrics/{quote(task, safe='')}"
         return (await self._get(path)).json()
 

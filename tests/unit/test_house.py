@@ -7,6 +7,7 @@ docs/architecture.md too.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -85,3 +86,10 @@ def test_no_test_module_imports_another_test_module() -> None:
             assert not (name.startswith("tests.") and leaf.startswith("test_")), (
                 f"{path.relative_to(tests)} imports {name}: shared rigs belong in conftest.py"
             )
+
+
+def test_docs_architecture_lists_every_module_once() -> None:
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `(monitor/[^`]+\.py)` \|", doc, flags=re.M)
+    modules = sorted(str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py"))
+    assert sorted(listed) == modules, "docs/architecture.md and the tree disagree"
