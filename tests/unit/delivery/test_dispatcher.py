@@ -4,7 +4,6 @@ independent sinks, restart semantics and back-off, as seen in metrics, logs and 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import CloudEvent, DeliveryError, Rejected
 from monitor.exposition.own import MonitorMetrics
 from monitor.store.database import Store
-from tests.conftest import SEED_ID
+from tests.conftest import SEED_ID, wait_for
 
 NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
@@ -41,20 +40,6 @@ def cloud(n: int, job_id: str = SEED_ID) -> dict[str, Any]:
 
 def ids(docs: Sequence[CloudEvent]) -> list[str]:
     return [d["id"] for d in docs]
-
-
-async def eventually(condition: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0) -> None:
-    """Poll ``condition`` (sync or async) every 10 ms; fail if not true within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 # -- sinks ------------------------------------------------------------------------------------
@@ -212,14 +197,14 @@ async def test_refused_events_are_passed_counted_logged_and_later_events_still_d
         dispatcher = start(store, [sink], started, metrics)
         await commit(store, docs)
         dispatcher.notify()
-        await eventually(lambda: len(sink.received) == 5)
-        await eventually(outbox_empty(store, "hook"))
+        await wait_for(lambda: len(sink.received) == 5)
+        await wait_for(outbox_empty(store, "hook"))
 
         later = [cloud(n) for n in range(5, 7)]
         await commit(store, later)
         dispatcher.notify()
-        await eventually(lambda: len(sink.received) == 7)
-        await eventually(outbox_empty(store, "hook"))
+        await wait_for(lambda: len(sink.received) == 7)
+        await wait_for(outbox_empty(store, "hook"))
 
     # The position moved past the refused events: they are never offered again.
     assert ids(sink.received) == ids(docs + later)
@@ -244,8 +229,8 @@ async def test_after_a_partial_delivery_only_the_rest_is_retried_and_each_event_
     sink = PartialSink("hook", taken=2)
 
     start(store, [sink], started, metrics)
-    await eventually(lambda: len(sink.received) == 5)
-    await eventually(outbox_empty(store, "hook"))
+    await wait_for(lambda: len(sink.received) == 5)
+    await wait_for(outbox_empty(store, "hook"))
 
     assert ids(sink.received) == ids(docs)  # exactly once each, in order
     assert [ids(b) for b in sink.batches] == [ids(docs), ids(docs[2:])]
@@ -265,7 +250,7 @@ async def test_a_backlog_over_the_limit_is_reported_once_and_cleared_when_the_si
         dispatcher = start(store, [sink], started, metrics, limit=3)
         await commit(store, [cloud(n) for n in range(3)])
         dispatcher.notify()
-        await eventually(lambda: sink.attempts >= 1)
+        await wait_for(lambda: sink.attempts >= 1)
         await dispatcher.refresh_pending()
         assert dispatcher.over_limit() == []  # at the limit is not over it
         assert pending_gauge(metrics, "hook") == 3
@@ -279,8 +264,8 @@ async def test_a_backlog_over_the_limit_is_reported_once_and_cleared_when_the_si
         assert dispatcher.over_limit() == ["hook"]
 
         sink.down = False
-        await eventually(lambda: len(sink.received) == 5)
-        await eventually(lambda: dispatcher.over_limit() == [])
+        await wait_for(lambda: len(sink.received) == 5)
+        await wait_for(lambda: dispatcher.over_limit() == [])
     assert pending_gauge(metrics, "hook") == 0
 
     over = [e for e in logs if e["event"] == "outbox_over_limit"]
@@ -305,9 +290,9 @@ async def test_a_healthy_sink_gets_everything_promptly_while_another_keeps_faili
     began = time.monotonic()
     await commit(store, docs)
     dispatcher.notify()
-    await eventually(lambda: len(healthy.received) == 5, timeout=1.0)
+    await wait_for(lambda: len(healthy.received) == 5, timeout=1.0)
     assert time.monotonic() - began < 1.0
-    await eventually(lambda: failing.attempts >= 3)
+    await wait_for(lambda: failing.attempts >= 3)
     await dispatcher.refresh_pending()
 
     assert ids(healthy.received) == ids(docs)
@@ -338,7 +323,7 @@ async def test_events_are_delivered_in_commit_order_across_commits_and_jobs(
             await commit(store, [doc], doc["subject"])
         committed.extend(chunk)
         dispatcher.notify()
-    await eventually(lambda: len(sink.received) == 9)
+    await wait_for(lambda: len(sink.received) == 9)
 
     assert ids(sink.received) == ids(committed)
     assert all(len(b) <= 2 for b in sink.batches)
@@ -353,13 +338,13 @@ async def test_after_a_restart_the_rest_is_delivered_and_acked_events_are_not_se
     for pair in (docs[0:2], docs[2:4], docs[4:6]):
         await commit(store, pair)
         dispatcher.notify()
-    await eventually(lambda: first.hanging)
+    await wait_for(lambda: first.hanging)
     assert await asyncio.wait_for(dispatcher.stop(0.1), 5) is False  # stopped mid-way
 
     second = ListSink("hook")
     start(store, [second], started, MonitorMetrics(), batch_size=2)
-    await eventually(lambda: len(second.received) == 4)
-    await eventually(outbox_empty(store, "hook"))
+    await wait_for(lambda: len(second.received) == 4)
+    await wait_for(outbox_empty(store, "hook"))
 
     # Acked before the stop: never again. Sent but unacked: again (at least once), in order.
     assert ids(first.received) == ids(docs[:4])
@@ -378,7 +363,7 @@ async def test_a_failing_sink_is_retried_several_times_a_second_with_a_small_max
         dispatcher = start(store, [sink], started, metrics, max_backoff=0.05)
         await commit(store, [cloud(0)])
         dispatcher.notify()
-        await eventually(lambda: sink.attempts >= 6, timeout=1.0)
+        await wait_for(lambda: sink.attempts >= 6, timeout=1.0)
 
     assert sink.failures[5] - sink.failures[0] < 1.0
     gaps = [b - a for a, b in zip(sink.failures, sink.failures[1:], strict=False)][:5]
@@ -412,7 +397,7 @@ async def test_a_bug_in_a_sink_is_logged_with_its_traceback_once_not_as_a_flaky_
         dispatcher = start(store, [sink], started, metrics, max_backoff=0.01)
         await commit(store, [cloud(0)])
         dispatcher.notify()
-        await eventually(lambda: len(sink.received) == 1, timeout=5.0)
+        await wait_for(lambda: len(sink.received) == 1, timeout=5.0)
 
     crashed = [e for e in logs if e["event"] == "sink_crashed"]
     assert len(crashed) == 1, "the same bug is logged once, not on every retry"
