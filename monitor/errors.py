@@ -108,6 +108,9 @@ class NetworkError(TransientError):
     result = "network_error"
 
 
+STATE_ERROR = "state_error"
+"""The poll's answer could not be committed to the state database: the poll did not happen,
+and its transitions are re-detected (same ids) once the database works again."""
 POLL_RESULTS = (
     "ok",
     "not_found",
@@ -117,5 +120,6 @@ POLL_RESULTS = (
     "timeout",
     "invalid_response",
     "network_error",
+    STATE_ERROR,
 )
 """Every value of ``modelarts_monitor_polls_total{result}``; all are exported from the start."""

@@ -40,9 +40,9 @@ from monitor.core.reasons import Reason, attach_reasons, wants_reasons
 from monitor.core.state import JobState
 from monitor.daemon.handoff import Failed, Health, JobView, Observed, PollOutcome, Unchanged
 from monitor.delivery.dispatcher import Dispatcher
-from monitor.errors import StateError
+from monitor.errors import STATE_ERROR, StateError
 from monitor.exposition.own import MonitorMetrics
-from monitor.exposition.series import SeriesStore
+from monitor.exposition.series import SeriesStore, prepare
 from monitor.logs import get_logger
 from monitor.store import Store
 
@@ -202,20 +202,33 @@ class JobBook:
 
     async def apply_poll(
         self, job_id: str, outcome: PollOutcome, *, slow: bool, explain: Explain | None = None
-    ) -> None:
-        """Apply one detail poll's outcome. ``slow``: the poll timed out or took long.
-        ``explain`` is asked for reasons when the poll's events include a failure."""
+    ) -> str:
+        """Apply one detail poll's outcome; returns the poll's ``polls_total`` result.
+
+        All or nothing: whatever fails after the request (observing, the reasons, rendering,
+        the commit) is that poll's failure, the job's state and series stay exactly as the last
+        good poll left them, and nothing escapes into the scheduler. ``slow``: the poll timed
+        out or took long. ``explain`` is asked for reasons when the events include a failure.
+        """
         async with self._turn(job_id):
             job = self._jobs.get(job_id)
             if job is None:
-                return  # unwatched (reload, retirement) while the request was in flight
-            if isinstance(outcome, Failed):
-                self._failed(job_id, job, outcome, slow)
-            elif isinstance(outcome, Unchanged):
-                self._succeed(job_id, job, slow)
-            else:
-                await self._observed(job_id, job, outcome, slow, explain)
+                return _result(outcome)  # unwatched (reload, retirement) while in flight
+            try:
+                if isinstance(outcome, Failed):
+                    self._failed(job_id, job, outcome, slow)
+                elif isinstance(outcome, Unchanged):
+                    self._succeed(job_id, job, slow)
+                else:
+                    outcome = await self._observed(job_id, job, outcome, slow, explain)
+            except Exception as exc:  # a bug, or a value the edge let through
+                failure = Failed("invalid_response", f"{type(exc).__name__}: {exc}")
+                if job.health.last_error != f"{failure.result}: {failure.message}":
+                    log.exception("poll_apply_failed", error=failure.message)
+                self._failed(job_id, job, failure, slow)
+                outcome = failure
             self._replan(job_id)
+            return _result(outcome)
 
     async def apply_usage(
         self, job_id: str, usage: Mapping[str, TaskUsage], *, hang_window: float | None
@@ -224,31 +237,39 @@ class JobBook:
         *current* state decides: readings of a job that left Running meanwhile are dropped,
         and the hang rule runs on the current state's bookkeeping."""
         async with self._turn(job_id):
-            job = self._jobs.get(job_id)
-            state = self._states.get(job_id)
-            if job is None or state is None:
-                return
-            running = state.running
-            if running:
-                self._series.set_usage(job_id, usage)
-                job.sweeping = True
-            elif job.sweeping:
-                self._series.set_usage(job_id, None)
-                job.sweeping = False
-            if not hang_window:
-                return
-            now = self._clock()
-            hang, events = observe_hang(
-                state.hang,
-                job_id=job_id,
-                job_name=state.job_name,
-                running=running,
-                usage=usage if running else {},
-                now=now,
-                window=hang_window,
-            )
-            if hang != state.hang:
-                await self._commit(job_id, replace(state, hang=hang), events, now)
+            try:
+                await self._usage(job_id, usage, hang_window)
+            except Exception as exc:  # a bug must cost this sweep of this job, nothing more
+                log.exception("usage_apply_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _usage(
+        self, job_id: str, usage: Mapping[str, TaskUsage], hang_window: float | None
+    ) -> None:
+        job = self._jobs.get(job_id)
+        state = self._states.get(job_id)
+        if job is None or state is None:
+            return
+        running = state.running
+        if running:
+            self._series.set_usage(job_id, usage)
+            job.sweeping = True
+        elif job.sweeping:
+            self._series.set_usage(job_id, None)
+            job.sweeping = False
+        if not hang_window:
+            return
+        now = self._clock()
+        hang, events = observe_hang(
+            state.hang,
+            job_id=job_id,
+            job_name=state.job_name,
+            running=running,
+            usage=usage if running else {},
+            now=now,
+            window=hang_window,
+        )
+        if hang != state.hang:
+            await self._commit(job_id, replace(state, hang=hang), events, now)
 
     @contextlib.asynccontextmanager
     async def _turn(self, job_id: str) -> AsyncIterator[None]:
@@ -273,28 +294,32 @@ class JobBook:
         outcome: Observed,
         slow: bool,
         explain: Explain | None,
-    ) -> None:
+    ) -> PollOutcome:
+        """Fold the observation into the job's state, render it, commit it, then show it.
+        Returns what the poll came to: the outcome itself, or a ``Failed`` if the database
+        refused (the transitions are re-detected, with the same ids, by a later poll)."""
         now = self._clock()
         prev = self._states.get(job_id)
         state, events = observe(prev, outcome.observation, now)
         if explain is not None and any(wants_reasons(e) for e in events):
             reasons = await explain(job_id)
             if job_id not in self._jobs:
-                return  # unwatched while the reasons were fetched
+                return outcome  # unwatched while the reasons were fetched
             state, events = attach_reasons(state, events, reasons)
         if state != prev or events:
-            # /metrics tells what the API said even while the database cannot keep it; the
-            # in-memory state stays, so the next poll re-detects these transitions (same ids).
-            self._series.update(state, job.labels)
-            if await self._commit(job_id, state, events, now):
-                job.digest = outcome.digest
-        else:
-            job.digest = outcome.digest
+            rendered = prepare(state, job.labels)
+            if not await self._commit(job_id, state, events, now):
+                failure = Failed(STATE_ERROR, self._store_error or "commit refused")
+                self._failed(job_id, job, failure, slow, backoff=False)
+                return failure
+            if job_id in self._jobs:
+                self._series.install(rendered)
+        job.digest = b"" if isinstance(outcome.observation, JobGone) else outcome.digest
         if isinstance(outcome.observation, JobGone):
-            job.digest = b""
             self._set_health(job_id, job, replace(job.health, polled=True, up=False, slow=slow))
         else:
             self._succeed(job_id, job, slow, now)
+        return outcome
 
     async def _commit(self, job_id: str, state: JobState, events: list[Event], now: float) -> bool:
         """Label the events, commit them with the job's new state, then (only then) move the
@@ -328,25 +353,33 @@ class JobBook:
         self._succeeded[job_id] = now
         self._set_health(job_id, job, Health(polled=True, up=True, last_success=now, slow=slow))
 
-    def _failed(self, job_id: str, job: _Job, outcome: Failed, slow: bool) -> None:
+    def _failed(
+        self, job_id: str, job: _Job, outcome: Failed, slow: bool, *, backoff: bool = True
+    ) -> None:
+        """A failed poll: ``up`` 0 and, unless the failure is the monitor's own (``backoff``
+        False: the database, logged once for all jobs by ``_commit``), a longer wait before
+        the job's next poll and one log line per distinct error."""
         now = self._clock()
-        failures = job.health.failures + 1
-        delay = backoff_delay(failures, base=job.interval, cap=self._poll.retry.max_backoff)
+        failures, not_before = job.health.failures, job.health.not_before
         error = f"{outcome.result}: {outcome.message}"
-        if job.health.last_error != error:
-            log.warning(
-                "poll_failed",
-                result=outcome.result,
-                error=outcome.message,
-                next_poll_in=round(delay, 1),
-            )
+        if backoff:
+            failures += 1
+            delay = backoff_delay(failures, base=job.interval, cap=self._poll.retry.max_backoff)
+            not_before = now + delay
+            if job.health.last_error != error:
+                log.warning(
+                    "poll_failed",
+                    result=outcome.result,
+                    error=outcome.message,
+                    next_poll_in=round(delay, 1),
+                )
         health = replace(
             job.health,
             polled=True,
             up=False,
             last_error=error,
             failures=failures,
-            not_before=now + delay,
+            not_before=not_before,
             slow=slow,
         )
         self._set_health(job_id, job, health)
@@ -371,3 +404,12 @@ class JobBook:
         if decision.interval != job.planned:
             job.planned = decision.interval
             self._schedule(job_id, decision.interval, False)
+
+
+def _result(outcome: PollOutcome) -> str:
+    """The ``polls_total`` result of what a poll came to."""
+    if isinstance(outcome, Failed):
+        return outcome.result
+    if isinstance(outcome, Observed) and isinstance(outcome.observation, JobGone):
+        return "not_found"
+    return "ok"

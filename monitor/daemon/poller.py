@@ -80,12 +80,10 @@ class Poller:
             with structlog.contextvars.bound_contextvars(job_id=job_id):
                 started = time.perf_counter()
                 outcome = await self._fetch(job_id)
-                result = outcome.result if isinstance(outcome, Failed) else "ok"
-                if isinstance(outcome, Observed) and isinstance(outcome.observation, JobGone):
-                    result = JobNotFound.result
-                slow = result == "timeout" or time.perf_counter() - started > self._slow_after
+                timed_out = isinstance(outcome, Failed) and outcome.result == "timeout"
+                slow = timed_out or time.perf_counter() - started > self._slow_after
                 explain = self.explain if self._reasons.enabled else None
-                await self._book.apply_poll(job_id, outcome, slow=slow, explain=explain)
+                result = await self._book.apply_poll(job_id, outcome, slow=slow, explain=explain)
                 self._metrics.poll_duration.observe(time.perf_counter() - started)
                 self._metrics.polls.labels(result).inc()
 

@@ -59,6 +59,24 @@ def render_job(state: JobState, labels: Mapping[str, str]) -> tuple[bytes, ...]:
     return tuple(_render(f.name, prefix, f.samples(snapshot, state)) for f in JOB_FAMILIES)
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A job's lines rendered from one state but not shown yet. The job book renders before
+    it commits and installs after: a state that cannot be rendered or committed never reaches
+    ``/metrics``, which keeps showing what the last good poll said."""
+
+    job_id: str
+    prefix: str
+    chunks: tuple[bytes, ...]
+
+
+def prepare(state: JobState, labels: Mapping[str, str]) -> Rendered:
+    """Render a job's lines (``JOB_FAMILIES``) from its state; raises if a value cannot be
+    rendered, before anything is shown."""
+    prefix = job_label_prefix(state.job_id, state.job_name, labels)
+    return Rendered(state.job_id, prefix, render_job(state, labels))
+
+
 @dataclass(slots=True)
 class _JobEntry:
     prefix: str
@@ -87,13 +105,16 @@ class SeriesStore:
 
     def update(self, state: JobState, labels: Mapping[str, str]) -> None:
         """Re-render a job's series after its state (or its configured labels) changed."""
-        prefix = job_label_prefix(state.job_id, state.job_name, labels)
-        entry = self._jobs.get(state.job_id)
+        self.install(prepare(state, labels))
+
+    def install(self, rendered: Rendered) -> None:
+        """Show lines rendered earlier (``prepare``), in place of the job's old ones."""
+        entry = self._jobs.get(rendered.job_id)
         if entry is None:
-            entry = self._jobs[state.job_id] = _JobEntry(prefix, [b""] * len(FAMILIES))
-        health_stale = entry.prefix != prefix or not entry.chunks[UP]
-        entry.prefix = prefix
-        entry.chunks[: len(JOB_FAMILIES)] = render_job(state, labels)
+            entry = self._jobs[rendered.job_id] = _JobEntry(rendered.prefix, [b""] * len(FAMILIES))
+        health_stale = entry.prefix != rendered.prefix or not entry.chunks[UP]
+        entry.prefix = rendered.prefix
+        entry.chunks[: len(JOB_FAMILIES)] = rendered.chunks
         if health_stale:
             self._render_health(entry)
 

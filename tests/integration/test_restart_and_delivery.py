@@ -179,15 +179,23 @@ def test_corrupt_state_file_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_database_locked_while_running_fails_readyz_but_polls_and_metrics_go_on(
+def test_database_locked_while_running_fails_readyz_and_holds_the_exported_state_until_it_works(
     tmp_path: Path,
 ) -> None:
+    """A poll is all or nothing: while the database refuses commits, the polls count as
+    state_error and /metrics keeps what the last committed poll said; once the database works
+    again the held transitions are committed, each once, and shown."""
     ids = list(job_ids().values())
     sim = SimulatorProc(DEMO, tmp_path)
     port = free_port()
     config = daemon_config(tmp_path, sim.url, ids, port=port)
     daemon = DaemonProc(config, port, tmp_path / "daemon.log")
     lock = None
+    running = (
+        "modelarts_training_job_phase",
+        (("job_id", ids[0]), ("job_name", "bert-pretrain"), ("phase", "Running"), ("team", "ml")),
+    )
+    state_errors = ("modelarts_monitor_polls_total", (("result", "state_error"),))
     try:
         play(sim, ids, [0])
         wait_until(lambda: httpx.get(f"{daemon.url}/readyz").status_code == 200, 10, "ready")
@@ -199,17 +207,10 @@ def test_database_locked_while_running_fails_readyz_but_polls_and_metrics_go_on(
             lambda: httpx.get(f"{daemon.url}/readyz").status_code == 503, 30, "readyz to fail"
         )
         assert "state database" in httpx.get(f"{daemon.url}/readyz").text
-        # /metrics still answers and shows what the API says; polling goes on.
-        running = (
-            "modelarts_training_job_phase",
-            (
-                ("job_id", ids[0]),
-                ("job_name", "bert-pretrain"),
-                ("phase", "Running"),
-                ("team", "ml"),
-            ),
-        )
-        wait_until(lambda: daemon.metrics().get(running) == 1, 10, "metrics to show Running")
+        wait_until(lambda: daemon.metrics().get(state_errors, 0) >= 2, 30, "state_error polls")
+        # /metrics still answers, with the last committed state: the refused polls did not
+        # happen.
+        assert daemon.metrics().get(running) == 0
         lock.execute("ROLLBACK")
         lock.close()
         lock = None
@@ -217,6 +218,7 @@ def test_database_locked_while_running_fails_readyz_but_polls_and_metrics_go_on(
             lambda: httpx.get(f"{daemon.url}/readyz").status_code == 200, 30, "readyz to recover"
         )
         sim.wait_polled(ids)
+        wait_until(lambda: daemon.metrics().get(running) == 1, 10, "metrics to show Running")
     finally:
         if lock is not None:
             lock.close()

@@ -219,9 +219,12 @@ async def test_a_job_reported_gone_emits_not_found_once_and_is_down(rig: Rig) ->
     assert stored[SEED_ID].gone
 
 
-async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the_same_events(
+async def test_a_poll_whose_commit_fails_did_not_happen_and_the_next_commit_sends_the_same_events(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """All or nothing: the database refused, so memory, /metrics and the sinks stay at the last
+    good poll; the poll counts as state_error, readiness says why, and once the database works
+    the same transitions are committed with the same ids."""
     await rig.poll(SEED_ID, ok(phase="Pending"))
     await wait_for(lambda: len(rig.sink.received) == 1)
     attempted: list[Mapping[str, Any]] = []
@@ -241,11 +244,15 @@ async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the
     assert not ready
     assert "state database" in reason and "disk I/O error" in reason
     assert len(events_named(logs, "state_commit_failed")) == 1  # same error: logged once
-    # The in-memory state did not move on; what /metrics shows did.
-    assert rig.state().snapshot is not None
-    assert rig.state().snapshot.phase == "Pending"
-    assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
-    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
+    assert events_named(logs, "poll_failed") == [], "the database's failure is logged once"
+    state = rig.state()
+    assert state is not None and state.snapshot is not None
+    assert state.snapshot.phase == "Pending"
+    assert rig.sample("modelarts_training_job_phase", phase="Pending") == 1
+    assert rig.sample("modelarts_training_job_phase", phase="Running") == 0
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+    assert rig.sample("modelarts_monitor_polls_total", result="state_error") == 2
+    assert rig.health().failures == 0, "the monitor's own failure does not back the job off"
     await rig.drained()  # no event was queued
     assert rig.sink.types() == ["discovered"]
 
@@ -256,9 +263,51 @@ async def test_a_failed_state_commit_marks_unready_and_the_next_commit_sends_the
     assert rig.sink.received[1]["id"] == attempted[0]["id"]
     assert rig.ready()[0]
     assert len(events_named(logs, "state_commit_recovered")) == 1
+    assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 1
     stored = await rig.store.call(rig.store.load_states)
     assert stored[SEED_ID].snapshot is not None
     assert stored[SEED_ID].snapshot.phase == "Running"
+
+
+@pytest.mark.parametrize("stage", ["observe", "render", "commit"])
+async def test_a_failure_after_the_request_is_that_polls_failure_and_changes_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """A bug (or a value the edge let through) at any stage after the request costs that
+    poll: counted as invalid_response, the job down, its series and state as the last good
+    poll left them, nothing committed, and the next good poll goes on as if it never was."""
+    import monitor.daemon.jobs as jobs_module
+
+    await rig.poll(SEED_ID, ok(phase="Pending"))
+    before = rig.job_lines()
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise OverflowError("integer too large to convert to float")
+
+    target = {"observe": (jobs_module, "observe"), "render": (jobs_module, "prepare")}
+    if stage == "commit":
+        monkeypatch.setattr(rig.store, "commit", boom)
+    else:
+        monkeypatch.setattr(*target[stage], boom)
+    with capture_logs() as logs:
+        await rig.poll(SEED_ID, ok(phase="Running"))  # must not raise
+        await rig.poll(SEED_ID, ok(phase="Running"))
+    assert rig.job_lines() == before
+    state = rig.state()
+    assert state is not None and state.snapshot is not None and state.snapshot.phase == "Pending"
+    assert rig.sample("modelarts_monitor_polls_total", result="invalid_response") == 2
+    assert rig.sample("modelarts_monitor_up", job_id=SEED_ID) == 0
+    failed = events_named(logs, "poll_apply_failed")
+    assert len(failed) == 1 and failed[0]["exc_info"], "logged once, with its traceback"
+    assert "OverflowError" in failed[0]["error"]
+    stored = await rig.store.call(rig.store.load_states)
+    assert stored[SEED_ID].snapshot is not None and stored[SEED_ID].snapshot.phase == "Pending"
+
+    monkeypatch.undo()
+    await rig.poll(SEED_ID, ok(phase="Running"))
+    await wait_for(lambda: rig.sink.types() == ["discovered", "phase_changed"])
+    assert rig.sample("modelarts_training_job_phase", phase="Running") == 1
 
 
 async def test_a_watched_job_never_polled_is_exported_down_and_blocks_readiness(
