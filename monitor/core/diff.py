@@ -10,6 +10,10 @@ the same record), ``nodes_changed``, ``task_failed``.
 Running records are identified by their position in ``status.running_records``: ModelArts appends
 a record per run. Their contents are not trusted to be consistent (``end_at`` may precede
 ``start_at``); they are reported as they are.
+
+An event's key holds what the API's data says about the transition (``events.py``). Where that
+cannot tell two transitions apart (``LOOK_ALIKE``), ``observe`` numbers them from the job's
+committed ``occurrences``, so the second gets its own id and a replay of either gets the same.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from monitor.core.events import Event, new_event
+from monitor.core.events import Event, Occurrences, count_occurrence, new_event
 from monitor.core.job import (
     OTHER,
     RECOVER_RECORD_STRATEGIES,
@@ -96,12 +100,28 @@ def recover_details(records: tuple[RecoverRecord, ...]) -> list[dict[str, object
     ]
 
 
+LOOK_ALIKE = frozenset(
+    {"phase_changed", "secondary_phase_changed", "nodes_changed", "task_failed", "not_found"}
+)
+"""The types whose key can recur for a new transition, because nothing the API says tells the
+two apart: the same phase pair twice within one run, the same task failing twice with the same
+exit code before the next running record, a job gone, back and gone again with as many records,
+a node count that changes back and forth while its newest point keeps its timestamp.
+``observe`` numbers their occurrences from the job's state (``JobState.occurrences``). Not the
+run events: a record's index is its identity, so a record missing from one answer and back in
+the next is the same run and must not page again; nor ``discovered``, which a state has once."""
+
+Draft = tuple[str, tuple[object, ...], Mapping[str, object]]
+"""An event before it has an id: type, transition key, data."""
+
+
 def observe(prev: JobState | None, cur: Observation, now: float) -> tuple[JobState, list[Event]]:
     """Fold one observation into the job's state; return the new state and what happened."""
     if isinstance(cur, JobGone):
         return _observe_gone(prev, cur, now)
     prev_snapshot = prev.snapshot if prev else None
-    events = diff(prev_snapshot, cur, now)
+    seen = prev.occurrences if prev else {}
+    events, occurrences = _events(_drafts(prev_snapshot, cur), cur.job_id, cur.name, now, seen)
     if prev_snapshot is None or prev is None or prev_snapshot.phase != cur.phase:
         phase_since = now
     else:
@@ -118,6 +138,7 @@ def observe(prev: JobState | None, cur: Observation, now: float) -> tuple[JobSta
         phase_since=phase_since,
         restarts=counts,
         recoveries=recoveries,
+        occurrences=occurrences,
         gone=False,
         gone_since=None,
     )
@@ -127,45 +148,70 @@ def observe(prev: JobState | None, cur: Observation, now: float) -> tuple[JobSta
 def _observe_gone(prev: JobState | None, cur: JobGone, now: float) -> tuple[JobState, list[Event]]:
     if prev is not None and prev.gone:
         return prev, []
-    snapshot = prev.snapshot if prev else None
-    event = new_event(
-        "not_found",
-        job_id=cur.job_id,
-        job_name=snapshot.name if snapshot else "",
-        key=(len(snapshot.running_records) if snapshot else -1,),
-        data={"last_phase": snapshot.phase if snapshot else None},
-        time=now,
+    state = prev or JobState(job_id=cur.job_id)
+    snapshot = state.snapshot
+    key = (len(snapshot.running_records) if snapshot else -1,)
+    events, occurrences = _events(
+        [("not_found", key, {"last_phase": snapshot.phase if snapshot else None})],
+        cur.job_id,
+        state.job_name,
+        now,
+        state.occurrences,
     )
-    return replace(prev or JobState(job_id=cur.job_id), gone=True, gone_since=now), [event]
+    return replace(state, gone=True, gone_since=now, occurrences=occurrences), events
 
 
 def diff(prev: JobSnapshot | None, cur: JobSnapshot, now: float) -> list[Event]:
-    """Every transition from ``prev`` to ``cur``; ``prev is None`` means first sight."""
+    """Every transition from ``prev`` to ``cur`` (``prev is None``: first sight), with the ids
+    of first occurrences; ``observe`` numbers look-alikes from what the job has had before."""
+    return _events(_drafts(prev, cur), cur.job_id, cur.name, now, {})[0]
 
-    def make(type_: str, key: tuple[object, ...], data: Mapping[str, object]) -> Event:
-        return new_event(type_, job_id=cur.job_id, job_name=cur.name, key=key, data=data, time=now)
 
-    if prev is None:
-        return [
-            make("discovered", (), {"phase": cur.phase, "secondary_phase": cur.secondary_phase})
-        ]
-
+def _events(
+    drafts: list[Draft], job_id: str, job_name: str, now: float, seen: Occurrences
+) -> tuple[list[Event], Occurrences]:
+    """The drafts as events with their ids, and the job's occurrence counts with them."""
     events: list[Event] = []
+    for type_, key, data in drafts:
+        occurrence = 1
+        if type_ in LOOK_ALIKE:
+            occurrence, seen = count_occurrence(seen, job_id, type_, key)
+        events.append(
+            new_event(
+                type_,
+                job_id=job_id,
+                job_name=job_name,
+                key=key,
+                data=data,
+                time=now,
+                occurrence=occurrence,
+            )
+        )
+    return events, seen
+
+
+def _drafts(prev: JobSnapshot | None, cur: JobSnapshot) -> list[Draft]:
+    """The transition rules: what changed from ``prev`` to ``cur``, in the module's order."""
+    if prev is None:
+        return [("discovered", (), {"phase": cur.phase, "secondary_phase": cur.secondary_phase})]
+
+    drafts: list[Draft] = []
     runs = len(cur.running_records)
     # Phase pairs can repeat in a job's life (Running -> Pending -> Running after a
-    # reschedule); the number of runs so far tells the occurrences apart.
+    # reschedule); the number of runs so far tells most occurrences apart, and the occurrence
+    # count (LOOK_ALIKE) the rest.
     for type_, old, new in (
         ("phase_changed", prev.phase, cur.phase),
         ("secondary_phase_changed", prev.secondary_phase, cur.secondary_phase),
     ):
         if old != new:
-            events.append(make(type_, (old, new, runs), {"from": old, "to": new}))
+            drafts.append((type_, (old, new, runs), {"from": old, "to": new}))
 
     for index, record in enumerate(cur.running_records):
         before = prev.running_records[index] if index < len(prev.running_records) else None
         if before is None:
-            events.append(
-                make(
+            drafts.append(
+                (
                     "run_started",
                     (index,),
                     {
@@ -176,8 +222,8 @@ def diff(prev: JobSnapshot | None, cur: JobSnapshot, now: float) -> list[Event]:
                 )
             )
         if record.ended and (before is None or not before.ended):
-            events.append(
-                make(
+            drafts.append(
+                (
                     "run_ended",
                     (index,),
                     {
@@ -193,23 +239,26 @@ def diff(prev: JobSnapshot | None, cur: JobSnapshot, now: float) -> list[Event]:
             )
 
     if prev.nodes is not None and cur.nodes is not None and prev.nodes != cur.nodes:
-        events.append(
-            make(
+        drafts.append(
+            (
                 "nodes_changed",
                 (prev.nodes, cur.nodes, cur.nodes_at_ms),
                 {"from": prev.nodes, "to": cur.nodes},
             )
         )
 
-    failed_before = {(t.task, t.exit_code) for t in prev.task_statuses}
+    # A (task, exit code) pair is one failure however often one answer lists it: counted as a
+    # look-alike, a repeated entry would page twice.
+    failed = {(t.task, t.exit_code) for t in prev.task_statuses}
     for status in cur.task_statuses:
-        if status.exit_code in (None, 0) or (status.task, status.exit_code) in failed_before:
+        if status.exit_code in (None, 0) or (status.task, status.exit_code) in failed:
             continue
-        events.append(
-            make(
+        failed.add((status.task, status.exit_code))
+        drafts.append(
+            (
                 "task_failed",
                 (status.task, status.exit_code, runs),
                 {"task": status.task, "exit_code": status.exit_code, "message": status.message},
             )
         )
-    return events
+    return drafts

@@ -4,6 +4,14 @@ An event's id is a hash of what the event is *about* (job, type and the transiti
 describes), never of when or by whom it was seen. The same transition therefore gets the same id
 from a replayed outbox, from a restarted monitor that re-detects it, or from a second replica
 watching the same job, and a consumer that de-duplicates on ``id`` pages once.
+
+Some transitions look alike in everything the API says about them: a task failing twice with the
+same exit code before the next running record appears, or the same phase pair twice within one
+run. The job's state counts those (``Occurrences``, kept with the job's committed state), and the
+n-th occurrence's key ends in ``n``. The first occurrence keeps the id it has always had, so ids
+consumers already hold do not change; and because the count comes from committed state, a replay
+(the same poll re-observed after a commit that failed, or re-detected after a restart) counts to
+the same ``n`` and gets the same id.
 """
 
 from __future__ import annotations
@@ -48,10 +56,27 @@ class Event:
         return TYPE_PREFIX + self.type
 
 
-def event_id(job_id: str, type_: str, key: tuple[object, ...]) -> str:
-    """Deterministic id: 32 hex digits of SHA-256 over job, type and the transition key."""
-    material = "\x1f".join([job_id, type_, *(str(k) for k in key)])
+Occurrences = Mapping[str, int]
+"""A job's count of look-alike transitions: the id a transition gets on its first occurrence ->
+how many times the job has had it so far."""
+
+
+def event_id(job_id: str, type_: str, key: tuple[object, ...], occurrence: int = 1) -> str:
+    """Deterministic id: 32 hex digits of SHA-256 over job, type and the transition key, and the
+    occurrence number from the second occurrence on (the first keeps its historical id)."""
+    parts = (*key, occurrence) if occurrence > 1 else key
+    material = "\x1f".join([job_id, type_, *(str(k) for k in parts)])
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def count_occurrence(
+    seen: Occurrences, job_id: str, type_: str, key: tuple[object, ...]
+) -> tuple[int, dict[str, int]]:
+    """Which occurrence of this transition the job is having now (1 for the first), and the
+    counts with it included. Pure: ``seen`` is not changed."""
+    first = event_id(job_id, type_, key)
+    occurrence = seen.get(first, 0) + 1
+    return occurrence, {**seen, first: occurrence}
 
 
 def new_event(
@@ -62,11 +87,12 @@ def new_event(
     key: tuple[object, ...],
     data: Mapping[str, Any],
     time: float,
+    occurrence: int = 1,
 ) -> Event:
     if type_ not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type_!r}")
     return Event(
-        id=event_id(job_id, type_, key),
+        id=event_id(job_id, type_, key, occurrence),
         type=type_,
         job_id=job_id,
         job_name=job_name,

@@ -8,6 +8,7 @@ its ``format``; a change of the stored form is a new format with an upgrade step
 - format 1: ``asdict()`` of the dataclasses with no version key (rows written before the form
   was versioned, schema version 3 and older); read by upgrading to 2.
 - format 2: the same names, explicit, with ``"format": 2``.
+- format 3: adds ``occurrences`` (first event id -> count); read from 2 with none counted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.core.events import Occurrences
 from monitor.core.hang import HangState
 from monitor.core.job import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
 
@@ -29,6 +31,10 @@ class JobState:
     if the API one day returns a shorter list. ``recoveries`` (strategy -> result -> count) is the
     same kind of floor for ``recoveries_total``.
 
+    ``occurrences`` counts the transitions that look alike in the API's data (``diff.LOOK_ALIKE``),
+    by the id of their first occurrence, so the n-th gets its own id. It is committed with the
+    rest of the state, so a re-detected transition counts to the same n and keeps its id.
+
     ``last_reason`` is the newest ModelArts event message (``level``, ``time``, ``message``)
     fetched for a failure transition of this job; the job book sets it, ``observe`` carries it.
     """
@@ -38,6 +44,7 @@ class JobState:
     phase_since: float | None = None
     restarts: Mapping[str, int] = field(default_factory=dict)
     recoveries: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    occurrences: Occurrences = field(default_factory=dict)
     last_reason: Mapping[str, str] = field(default_factory=dict)
     gone: bool = False
     gone_since: float | None = None
@@ -55,7 +62,7 @@ class JobState:
         return self.snapshot is not None and not self.gone and self.snapshot.phase == "Running"
 
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 
 
 class StoredFormError(ValueError):
@@ -72,6 +79,7 @@ def encode_state(state: JobState) -> dict[str, Any]:
         "phase_since": state.phase_since,
         "restarts": dict(state.restarts),
         "recoveries": {k: dict(v) for k, v in state.recoveries.items()},
+        "occurrences": dict(state.occurrences),
         "last_reason": dict(state.last_reason),
         "gone": state.gone,
         "gone_since": state.gone_since,
@@ -103,6 +111,7 @@ def decode_state(doc: object) -> JobState:
 
 _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda doc: {**doc, "format": 2},  # same names; what 1 lacked has defaults in 2
+    2: lambda doc: {**doc, "format": 3, "occurrences": {}},  # nothing was counted before 3
 }
 """``_UPGRADES[n]`` takes a stored state from format n to n+1."""
 
@@ -139,6 +148,7 @@ def _decode(doc: Mapping[str, Any]) -> JobState:
             str(k): {str(r): int(n) for r, n in v.items()}
             for k, v in (doc.get("recoveries") or {}).items()
         },
+        occurrences={str(k): _occurrence(v) for k, v in doc["occurrences"].items()},
         last_reason={str(k): str(v) for k, v in (doc.get("last_reason") or {}).items()},
         gone=bool(doc.get("gone")),
         gone_since=doc.get("gone_since"),
@@ -148,6 +158,13 @@ def _decode(doc: Mapping[str, Any]) -> JobState:
             episode=int(hang.get("episode", 0)),
         ),
     )
+
+
+def _occurrence(value: object) -> int:
+    """A count of ``occurrences``: a whole number from 1 (a transition had at least once)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"occurrences: expected a count of at least 1, got {value!r}")
+    return value
 
 
 def _decode_snapshot(s: Mapping[str, Any]) -> JobSnapshot:

@@ -266,8 +266,27 @@ def test_a_job_that_comes_back_resumes_without_a_second_discovered() -> None:
 
 def test_not_found_for_a_job_never_seen() -> None:
     state, events = observe(None, JobGone("ghost"), 1.0)
-    assert state == JobState(job_id="ghost", gone=True, gone_since=1.0)
     assert [(e.type, e.job_name) for e in events] == [("not_found", "")]
+    assert state == JobState(
+        job_id="ghost", gone=True, gone_since=1.0, occurrences={events[0].id: 1}
+    )
+
+
+def test_a_task_listed_twice_with_the_same_code_in_one_answer_fails_once() -> None:
+    prev, _ = observe(None, snap(), 1.0)
+    twice = [{"task": "worker-0", "exit_code": 137}, {"task": "worker-0", "exit_code": 137}]
+    _, events = observe(prev, snap(task_statuses=twice), 2.0)
+    assert [e.type for e in events] == ["task_failed"]
+
+
+def test_a_run_record_missing_from_one_answer_is_the_same_run_when_it_is_back() -> None:
+    """Run events are keyed by the record's index, not counted as look-alikes: an answer that
+    leaves the records out once must not page the job's runs again under new ids."""
+    s1, _ = observe(None, snap(records=[]), 1.0)
+    s2, first = observe(s1, snap(records=[RUN0_FAULT, RUN1]), 2.0)
+    s3, _ = observe(s2, snap(records=[]), 3.0)
+    _, again = observe(s3, snap(records=[RUN0_FAULT, RUN1]), 4.0)
+    assert [e.id for e in again] == [e.id for e in first] and len(first) == 3
 
 
 # -- recoveries (running_records[].recover_records[]) ------------------------------------------

@@ -36,8 +36,8 @@ def test_a_row_written_before_the_form_was_versioned_loads_whole() -> None:
     assert state.recoveries == {"pod_reschedule": {"success": 1}}
     assert state.last_reason["message"] == "OOM"
     assert state.hang.episode == 1 and state.hang.suspected_at == 1_799_999_900.0
-    assert encode_state(state) == {**format1(), "format": STATE_FORMAT}, (
-        "format 2 keeps format 1's names: the upgrade only adds the version"
+    assert encode_state(state) == {**format1(), "format": STATE_FORMAT, "occurrences": {}}, (
+        "later formats keep format 1's names: the upgrades add the version and the new field"
     )
 
 
@@ -54,8 +54,8 @@ def test_the_stored_names_are_the_format_not_the_dataclass_fields() -> None:
     doc = encode_state(decode_state(format1()))
     snapshot, record = doc["snapshot"], doc["snapshot"]["running_records"][0]
     assert sorted(doc) == [
-        "format", "gone", "gone_since", "hang", "job_id", "last_reason", "phase_since",
-        "recoveries", "restarts", "snapshot",
+        "format", "gone", "gone_since", "hang", "job_id", "last_reason", "occurrences",
+        "phase_since", "recoveries", "restarts", "snapshot",
     ]  # fmt: skip
     assert sorted(snapshot) == sorted(
         [
@@ -86,6 +86,27 @@ def test_a_format1_row_from_before_recoveries_existed_loads_with_empty_defaults(
     assert again.recoveries == {"pod_reschedule": {"success": 1}}
 
 
+def test_a_format2_row_loads_with_no_look_alikes_counted_yet() -> None:
+    """Format 2 is format 1's names with the version (what the previous monitor wrote)."""
+    state = decode_state({**format1(), "format": 2})
+    assert state.occurrences == {}
+    assert encode_state(state) == {**format1(), "format": 3, "occurrences": {}}
+
+
+def test_the_look_alike_counts_survive_a_restart() -> None:
+    failed = parse_job(job_doc(task_statuses=[{"task": "worker-0", "exit_code": 137}]))
+    state, _ = observe(None, parse_job(job_doc()), 1.0)
+    state, (first,) = observe(state, failed, 2.0)
+    state, _ = observe(state, parse_job(job_doc()), 3.0)
+    state, (second,) = observe(state, failed, 4.0)
+    doc = json.loads(json.dumps(encode_state(state)))
+    assert doc["occurrences"] == {first.id: 2}, "counted by the first occurrence's id"
+    assert decode_state(doc) == state
+    restarted, _ = observe(decode_state(doc), parse_job(job_doc()), 5.0)
+    _, (third,) = observe(restarted, failed, 6.0)
+    assert len({first.id, second.id, third.id}) == 3, "the third failure is a third id"
+
+
 @pytest.mark.parametrize(
     ("doc", "why"),
     [
@@ -94,6 +115,12 @@ def test_a_format1_row_from_before_recoveries_existed_loads_with_empty_defaults(
         ([], "expected an object"),
         ({"format": 2}, "KeyError"),
         ({**format1(), "restarts": {"proc_restart": "many"}}, "ValueError"),
+        ({**format1(), "format": 3}, "KeyError: 'occurrences'"),
+        (
+            {**format1(), "format": 3, "occurrences": {"6261033ffe3fbeb77f7616393641d261": 0}},
+            "occurrences: expected a count of at least 1, got 0",
+        ),
+        ({**format1(), "format": 3, "occurrences": {"x": True}}, "at least 1, got True"),
     ],
 )
 def test_a_state_that_cannot_be_read_says_why(doc: Any, why: str) -> None:
