@@ -24,10 +24,8 @@ holds or mutates the book's records.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 
 from monitor.config.settings import PollSettings
 from monitor.core.backoff import backoff_delay
@@ -39,6 +37,7 @@ from monitor.core.lifecycle import plan
 from monitor.core.reasons import Reason, attach_reasons, wants_reasons
 from monitor.core.state import JobState
 from monitor.daemon.handoff import Failed, Health, JobView, Observed, PollOutcome, Unchanged
+from monitor.daemon.keyed_lock import KeyedLock
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import STATE_ERROR, StateError
 from monitor.exposition.own import MonitorMetrics
@@ -68,12 +67,6 @@ class _Job:
     """Usage series are exported for this job now."""
 
 
-@dataclass(slots=True)
-class _Turn:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class JobBook:
     def __init__(
         self,
@@ -99,7 +92,7 @@ class JobBook:
         self._states: dict[str, JobState] = {}
         """Every state known, watched or not (a retired job's stays, for a restart's plan)."""
         self._last_success: dict[str, float] = {}
-        self._turns: dict[str, _Turn] = {}
+        self._turn = KeyedLock()
         self._succeeded: dict[str, float] = {}
         self._store_error: str | None = None
 
@@ -270,22 +263,6 @@ class JobBook:
         )
         if hang != state.hang:
             await self._commit(job_id, replace(state, hang=hang), events, now)
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, job_id: str) -> AsyncIterator[None]:
-        """Hold the job's lock: its applies run one at a time, in the order they arrived
-        (asyncio's lock is fair). The lock lives only while someone holds or awaits it."""
-        turn = self._turns.get(job_id)
-        if turn is None:
-            turn = self._turns[job_id] = _Turn()
-        turn.users += 1
-        try:
-            async with turn.lock:
-                yield
-        finally:
-            turn.users -= 1
-            if not turn.users:
-                del self._turns[job_id]
 
     async def _observed(
         self,

@@ -199,6 +199,7 @@ def test_monitor_metrics_pre_create_every_result_and_event_type() -> None:
         "timeout",
         "invalid_response",
         "network_error",
+        "state_error",
     }
     assert "_created" not in text
     assert samples(text, "modelarts_monitor_build_info")
