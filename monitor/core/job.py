@@ -12,6 +12,7 @@ Only what the monitor uses is kept; the snapshot must be cheap to hold for 10,00
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 PHASES: tuple[str, ...] = (
     "Creating",
@@ -60,6 +61,44 @@ RECOVER_RESULTS: tuple[str, ...] = (
 left out: it is what a record says before it has an outcome."""
 TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
 OTHER = "other"
+
+
+# -- What a number from the API can mean --------------------------------------------------------
+# Every whole number of the snapshot is checked against one of these where it enters
+# (``modelarts/parse.py``); a value outside its bound makes the poll ``invalid_response``, because
+# a snapshot holding it would be a lie that fails later, where nothing expects it (a 401-digit
+# duration overflows when rendered as seconds). Units are the API reference's.
+
+
+class Bound(NamedTuple):
+    """The whole numbers, ``low`` to ``high`` inclusive, that a field can mean."""
+
+    low: int
+    high: int
+    meaning: str
+    """What the field is, for the error that names the bound."""
+
+
+YEAR_2200_S = 7_258_118_400
+"""2200-01-01T00:00:00Z in Unix seconds: later than any time the API can report. A time in
+milliseconds sent where seconds are documented lands far past it, so unit mix-ups fail too."""
+DURATION_MS = Bound(0, 10 * 366 * 86_400_000, "milliseconds, at most ten years")
+"""``status.duration``: how long the job has run."""
+TIME_MS = Bound(0, YEAR_2200_S * 1000, "Unix milliseconds, before the year 2200")
+"""``metadata.create_time``, ``status.start_time`` (0 before the start) and the timestamps of
+``status.node_count_metrics``."""
+TIME_S = Bound(0, YEAR_2200_S, "Unix seconds, before the year 2200")
+"""``running_records[].start_at`` / ``end_at`` and ``recover_records[].recover_start_at`` /
+``recover_end_at``."""
+NODE_COUNT = Bound(0, 100_000, "a number of nodes, at most 100,000")
+"""``spec.resource.node_count`` and the counts of ``status.node_count_metrics``; no pool comes
+near 100,000 nodes."""
+EXIT_CODE = Bound(-(2**31), 2**31 - 1, "a 32-bit signed exit code")
+"""``task_statuses[].exit_code``: what a process exit status can be on any platform."""
+NAME_LIMIT = 64
+"""``metadata.name``: the API reference allows 1-64 characters. A longer name is cut to this,
+not refused: the name is shown, not used to identify the job (``job_id`` does), and refusing
+would leave the job unwatched for a name its owner cannot change."""
 
 
 def bounded(value: str, documented: tuple[str, ...]) -> str:

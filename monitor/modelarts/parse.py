@@ -7,17 +7,39 @@ parser is deliberately two-faced:
   was expected, fields it has never heard of, enum values it does not know, running records that
   contradict themselves (``end_at`` before ``start_at``);
 * strict about what would make a snapshot a lie: a body that is not an object, a field of the
-  wrong type, a job id that is not the one asked for. Those raise ``InvalidResponse`` naming the
-  field, so a poll that gets garbage fails loudly and never becomes a transition.
+  wrong type, a number outside what its field can mean (``core.job``'s bounds: a negative
+  duration, a timestamp past 2200, an exit code wider than 32 bits), a job id that is not the
+  one asked for. Those raise ``InvalidResponse`` naming the field, so a poll that gets garbage
+  fails loudly and never becomes a transition.
+
+Every string is bounded here too, by the one text rule (``core.text``): whatever can become a
+label value or an identifier is one line of at most ``LABEL_LIMIT`` characters (the job name
+``NAME_LIMIT``, the API's own limit), messages and reasons at most ``TEXT_LIMIT``, and none
+keeps a lone surrogate or a control character. Nothing after this module meets a value it
+cannot render, store as JSON or encode as UTF-8.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from monitor.core.hang import USAGE_METRICS
-from monitor.core.job import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
+from monitor.core.job import (
+    DURATION_MS,
+    EXIT_CODE,
+    NAME_LIMIT,
+    NODE_COUNT,
+    TIME_MS,
+    TIME_S,
+    Bound,
+    JobSnapshot,
+    RecoverRecord,
+    RunningRecord,
+    TaskStatus,
+)
+from monitor.core.text import LABEL_LIMIT, clip, free_text, label_text
 from monitor.errors import InvalidResponse
 
 
@@ -42,34 +64,41 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
     if job_id is None:
         if not found_id:
             raise InvalidResponse("response has no metadata.id")
+        if label_text(found_id) != found_id:  # an id is never altered: altered, it names no job
+            raise InvalidResponse(
+                f"metadata.id {clip(found_id, 80)!r}: not a job id (control characters,"
+                f" or over {LABEL_LIMIT} characters)"
+            )
         job_id = found_id
     elif found_id and found_id != job_id:
-        raise InvalidResponse(f"response is about job {found_id!r}, not the requested {job_id!r}")
+        raise InvalidResponse(
+            f"response is about job {clip(found_id, 80)!r}, not the requested {job_id!r}"
+        )
 
     nodes, nodes_at = _newest_point(status.get("node_count_metrics"))
     return JobSnapshot(
         job_id=job_id,
-        name=_str(metadata.get("name"), "metadata.name"),
-        kind=_str(doc.get("kind"), "kind"),
-        workspace_id=_str(metadata.get("workspace_id"), "metadata.workspace_id"),
-        user_name=_str(metadata.get("user_name"), "metadata.user_name"),
-        create_time_ms=_int(metadata.get("create_time"), "metadata.create_time"),
-        engine_name=_str(engine.get("engine_name"), "algorithm.engine.engine_name"),
-        engine_version=_str(engine.get("engine_version"), "algorithm.engine.engine_version"),
-        flavor_id=_str(resource.get("flavor_id"), "spec.resource.flavor_id"),
-        flavor_type=_str(
+        name=_line(metadata.get("name"), "metadata.name", NAME_LIMIT),
+        kind=_line(doc.get("kind"), "kind"),
+        workspace_id=_line(metadata.get("workspace_id"), "metadata.workspace_id"),
+        user_name=_line(metadata.get("user_name"), "metadata.user_name"),
+        create_time_ms=_int(metadata.get("create_time"), "metadata.create_time", TIME_MS),
+        engine_name=_line(engine.get("engine_name"), "algorithm.engine.engine_name"),
+        engine_version=_line(engine.get("engine_version"), "algorithm.engine.engine_version"),
+        flavor_id=_line(resource.get("flavor_id"), "spec.resource.flavor_id"),
+        flavor_type=_line(
             flavor_detail.get("flavor_type"), "spec.resource.flavor_detail.flavor_type"
         ),
-        pool_id=_str(resource.get("pool_id"), "spec.resource.pool_id"),
-        requested_nodes=_int(resource.get("node_count"), "spec.resource.node_count"),
-        phase=_str(status.get("phase"), "status.phase"),
-        secondary_phase=_str(status.get("secondary_phase"), "status.secondary_phase"),
-        duration_ms=_int(status.get("duration"), "status.duration"),
-        start_time_ms=_int(status.get("start_time"), "status.start_time"),
+        pool_id=_line(resource.get("pool_id"), "spec.resource.pool_id"),
+        requested_nodes=_int(resource.get("node_count"), "spec.resource.node_count", NODE_COUNT),
+        phase=_line(status.get("phase"), "status.phase"),
+        secondary_phase=_line(status.get("secondary_phase"), "status.secondary_phase"),
+        duration_ms=_int(status.get("duration"), "status.duration", DURATION_MS),
+        start_time_ms=_int(status.get("start_time"), "status.start_time", TIME_MS),
         nodes=nodes,
         nodes_at_ms=nodes_at,
         tasks=tuple(
-            _str(t, f"status.tasks[{i}]")
+            _line(t, f"status.tasks[{i}]")
             for i, t in enumerate(_list(status.get("tasks"), "status.tasks"))
         ),
         task_statuses=tuple(
@@ -86,22 +115,22 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
 def _task_status(raw: object, path: str) -> TaskStatus:
     obj = _obj(raw, path)
     return TaskStatus(
-        task=_str(obj.get("task"), f"{path}.task"),
-        exit_code=_int(obj.get("exit_code"), f"{path}.exit_code"),
-        message=_str(obj.get("message"), f"{path}.message"),
+        task=_line(obj.get("task"), f"{path}.task"),
+        exit_code=_int(obj.get("exit_code"), f"{path}.exit_code", EXIT_CODE),
+        message=_text(obj.get("message"), f"{path}.message"),
     )
 
 
 def _record(raw: object, path: str) -> RunningRecord:
     obj = _obj(raw, path)
     return RunningRecord(
-        start_at=_int(obj.get("start_at"), f"{path}.start_at"),
-        end_at=_int(obj.get("end_at"), f"{path}.end_at"),
-        start_type=_str(obj.get("start_type"), f"{path}.start_type"),
-        end_reason=_str(obj.get("end_reason"), f"{path}.end_reason"),
-        end_related_task=_str(obj.get("end_related_task"), f"{path}.end_related_task"),
-        end_recover=_str(obj.get("end_recover"), f"{path}.end_recover"),
-        end_recover_before_downgrade=_str(
+        start_at=_int(obj.get("start_at"), f"{path}.start_at", TIME_S),
+        end_at=_int(obj.get("end_at"), f"{path}.end_at", TIME_S),
+        start_type=_line(obj.get("start_type"), f"{path}.start_type"),
+        end_reason=_text(obj.get("end_reason"), f"{path}.end_reason"),
+        end_related_task=_line(obj.get("end_related_task"), f"{path}.end_related_task"),
+        end_recover=_line(obj.get("end_recover"), f"{path}.end_recover"),
+        end_recover_before_downgrade=_line(
             obj.get("end_recover_before_downgrade"), f"{path}.end_recover_before_downgrade"
         ),
         recover_records=tuple(
@@ -114,13 +143,13 @@ def _record(raw: object, path: str) -> RunningRecord:
 def _recover(raw: object, path: str) -> RecoverRecord:
     obj = _obj(raw, path)
     return RecoverRecord(
-        recover=_str(obj.get("recover"), f"{path}.recover"),
-        recover_result=_str(obj.get("recover_result"), f"{path}.recover_result"),
-        fault_scenario=_str(obj.get("fault_scenario"), f"{path}.fault_scenario"),
-        reason=_str(obj.get("reason"), f"{path}.reason"),
-        related_task=_str(obj.get("related_task"), f"{path}.related_task"),
-        recover_start_at=_int(obj.get("recover_start_at"), f"{path}.recover_start_at"),
-        recover_end_at=_int(obj.get("recover_end_at"), f"{path}.recover_end_at"),
+        recover=_line(obj.get("recover"), f"{path}.recover"),
+        recover_result=_line(obj.get("recover_result"), f"{path}.recover_result"),
+        fault_scenario=_text(obj.get("fault_scenario"), f"{path}.fault_scenario"),
+        reason=_text(obj.get("reason"), f"{path}.reason"),
+        related_task=_line(obj.get("related_task"), f"{path}.related_task"),
+        recover_start_at=_int(obj.get("recover_start_at"), f"{path}.recover_start_at", TIME_S),
+        recover_end_at=_int(obj.get("recover_end_at"), f"{path}.recover_end_at", TIME_S),
     )
 
 
@@ -130,14 +159,18 @@ EVENT_FIELDS: tuple[str, ...] = ("time", "level", "message", "source")
 def parse_job_events(raw: object) -> list[dict[str, str]]:
     """The ``events`` of a job-events response (``GET .../training-jobs/{id}/events``), each
     reduced to ``time``, ``level``, ``message`` and ``source`` (missing ones empty), in the
-    order the API sent them; entries without a message are dropped. A wrong shape raises
-    ``InvalidResponse`` naming the field, as ``parse_job`` does."""
+    order the API sent them; entries without a message are dropped. The message is free text,
+    the others one line (``core.text``). A wrong shape raises ``InvalidResponse`` naming the
+    field, as ``parse_job`` does."""
     if not isinstance(raw, dict):
         raise InvalidResponse(f"events body: expected a JSON object, got {type(raw).__name__}")
     out = []
     for i, item in enumerate(_list(raw.get("events"), "events")):
         obj = _obj(item, f"events[{i}]")
-        event = {k: _str(obj.get(k), f"events[{i}].{k}") for k in EVENT_FIELDS}
+        event = {
+            k: (_text if k == "message" else _line)(obj.get(k), f"events[{i}].{k}")
+            for k in EVENT_FIELDS
+        }
         if event["message"]:
             out.append(event)
     return out
@@ -149,7 +182,8 @@ def parse_task_metrics(raw: object) -> dict[str, float]:
     The endpoint returns, per metric, one value a minute (oldest first), with -1 for "no data".
     The values read as percentages (the API reference's own example climbs from 2.43 to 16.8);
     the reference does not state the unit, so the monitor *assumes* percent and exports ratios
-    0..1, and says so in the metrics' HELP.
+    0..1 (above 100 % reads as 1), and says so in the metrics' HELP. NaN and infinities, which
+    Python's JSON decoder accepts, are not readings: they raise.
     """
     if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), list):
         raise InvalidResponse("task metrics: expected an object with a 'metrics' array")
@@ -162,11 +196,20 @@ def parse_task_metrics(raw: object) -> dict[str, float]:
             continue  # a metric this monitor does not know yet
         if not isinstance(values, list):
             raise InvalidResponse(f"task metrics: metrics[{i}].value is not an array")
-        for value in reversed(values):
+        for j in reversed(range(len(values))):
+            value = values[j]
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidResponse(f"task metrics: metrics[{i}].value has {value!r}")
-            if value >= 0:
-                out[str(name)] = min(float(value), 100.0) / 100.0
+                raise InvalidResponse(
+                    f"task metrics: metrics[{i}].value[{j}]: expected a number,"
+                    f" got {type(value).__name__}"
+                )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidResponse(
+                    f"task metrics: metrics[{i}].value[{j}]: expected a finite number,"
+                    f" got {value!r}"
+                )
+            if value >= 0:  # capped before float(): an integer of 400 digits overflows a float
+                out[str(name)] = min(value, 100) / 100
                 break
     return out
 
@@ -179,7 +222,7 @@ def _newest_point(raw: object) -> tuple[int | None, int | None]:
         pair = _list(point, path)
         if len(pair) != 2:
             raise InvalidResponse(f"{path}: expected [timestamp_ms, count], got {len(pair)} items")
-        ts, count = _int(pair[0], f"{path}[0]"), _int(pair[1], f"{path}[1]")
+        ts, count = _int(pair[0], f"{path}[0]", TIME_MS), _int(pair[1], f"{path}[1]", NODE_COUNT)
         if ts is None or count is None:
             continue
         if newest is None or ts >= newest[0]:
@@ -211,14 +254,29 @@ def _str(value: object, path: str) -> str:
     return value
 
 
-def _int(value: object, path: str) -> int | None:
-    """Integers, and floats that are whole numbers (JSON does not tell them apart)."""
+def _line(value: object, path: str, limit: int = LABEL_LIMIT) -> str:
+    """A string that may become a label value or name something: one line, bounded."""
+    return label_text(_str(value, path), limit)
+
+
+def _text(value: object, path: str) -> str:
+    """A message or a reason: free text, bounded."""
+    return free_text(_str(value, path))
+
+
+def _int(value: object, path: str, bound: Bound) -> int | None:
+    """A whole number within ``bound``: an integer, or a float that is a whole number (JSON
+    does not tell them apart)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidResponse(f"{path}: expected a number, got {type(value).__name__}")
     if isinstance(value, float):
-        if not value.is_integer():
+        if not value.is_integer():  # NaN and the infinities are not whole numbers either
             raise InvalidResponse(f"{path}: expected a whole number, got {value!r}")
-        return int(value)
+        value = int(value)
+    if not bound.low <= value <= bound.high:
+        raise InvalidResponse(
+            f"{path}: {clip(str(value), 24)} is outside {bound.low}..{bound.high} ({bound.meaning})"
+        )
     return value

@@ -1,4 +1,5 @@
-"""schema.py: the wire JSON becomes an immutable snapshot, or a typed error naming the field."""
+"""parse.py: the wire JSON becomes an immutable, bounded snapshot, or a typed error naming the
+field."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ from typing import Any
 import pytest
 
 from monitor.core.job import (
+    DURATION_MS,
+    EXIT_CODE,
+    NODE_COUNT,
     RECOVER_RECORD_STRATEGIES,
     RECOVER_RESULTS,
     RECOVERING,
+    TIME_MS,
+    TIME_S,
+    Bound,
     JobSnapshot,
     RecoverRecord,
     bounded,
 )
 from monitor.errors import InvalidResponse
-from monitor.modelarts.parse import parse_job, parse_job_events
+from monitor.modelarts.parse import parse_job, parse_job_events, parse_task_metrics
 from tests.conftest import SEED_ID, job_doc
 
 
@@ -70,8 +77,8 @@ def test_snapshot_is_immutable(seed_doc: dict[str, Any]) -> None:
             lambda s: not s.running_records[0].ended,
         ),
         (
-            lambda d: d["status"].update(duration=1.7e12),
-            lambda s: s.duration_ms == 1_700_000_000_000,
+            lambda d: d["status"].update(duration=3.6e6),
+            lambda s: s.duration_ms == 3_600_000,
         ),
     ],
     ids=[
@@ -297,3 +304,290 @@ def test_job_events_keep_time_level_message_and_source_in_api_order() -> None:
 def test_job_events_of_the_wrong_shape_name_the_field(body: Any, field: str) -> None:
     with pytest.raises(InvalidResponse, match=re.escape(field)):
         parse_job_events(body)
+
+
+# -- the edge bounds everything: numbers a field cannot mean, text nothing can render ---------
+
+R = "\ufffd"
+YEAR_3000_S = 32_503_680_000
+
+
+def hostile_doc(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """A document with one record, one recover record and one task status, ``value`` at
+    ``path``."""
+    doc = job_doc(
+        records=[{"start_at": 1, "end_at": 2, "recover_records": [{"recover_start_at": 1}]}],
+        task_statuses=[{"task": "worker-0", "exit_code": 1, "message": "m"}],
+    )
+    parent: Any = doc
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = value
+    return doc
+
+
+RECORD = ("status", "running_records", 0)
+RECOVERY = (*RECORD, "recover_records", 0)
+TASK = ("status", "task_statuses", 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "bound"),
+    [
+        (("status", "duration"), 10**400, "status.duration", DURATION_MS),
+        (("status", "duration"), -1, "status.duration", DURATION_MS),
+        (("status", "duration"), 1e308, "status.duration", DURATION_MS),
+        (("status", "duration"), 11 * 366 * 86_400_000, "status.duration", DURATION_MS),
+        (("status", "start_time"), YEAR_3000_S * 1000, "status.start_time", TIME_MS),
+        (("metadata", "create_time"), -5, "metadata.create_time", TIME_MS),
+        (("metadata", "create_time"), YEAR_3000_S * 1000, "metadata.create_time", TIME_MS),
+        (("spec", "resource", "node_count"), 100_001, "spec.resource.node_count", NODE_COUNT),
+        (("spec", "resource", "node_count"), -2, "spec.resource.node_count", NODE_COUNT),
+        (
+            ("status", "node_count_metrics"),
+            [[1_700_000_000_000, 10**6]],
+            "status.node_count_metrics[0][1]",
+            NODE_COUNT,
+        ),
+        (
+            ("status", "node_count_metrics"),
+            [[YEAR_3000_S * 1000, 2]],
+            "status.node_count_metrics[0][0]",
+            TIME_MS,
+        ),
+        (
+            ("status", "node_count_metrics"),
+            [[-1, 2]],
+            "status.node_count_metrics[0][0]",
+            TIME_MS,
+        ),
+        ((*TASK, "exit_code"), 2**40, "status.task_statuses[0].exit_code", EXIT_CODE),
+        ((*TASK, "exit_code"), -(2**31) - 1, "status.task_statuses[0].exit_code", EXIT_CODE),
+        (
+            (*RECORD, "start_at"),
+            1_700_000_000_000,  # milliseconds where seconds are documented
+            "status.running_records[0].start_at",
+            TIME_S,
+        ),
+        ((*RECORD, "end_at"), -1, "status.running_records[0].end_at", TIME_S),
+        (
+            (*RECOVERY, "recover_start_at"),
+            YEAR_3000_S,
+            "status.running_records[0].recover_records[0].recover_start_at",
+            TIME_S,
+        ),
+        (
+            (*RECOVERY, "recover_end_at"),
+            10**400,
+            "status.running_records[0].recover_records[0].recover_end_at",
+            TIME_S,
+        ),
+    ],
+    ids=[
+        "duration-401-digits",
+        "duration-negative",
+        "duration-1e308",
+        "duration-eleven-years",
+        "start-time-year-3000",
+        "create-time-negative",
+        "create-time-year-3000",
+        "node-count-over-100k",
+        "node-count-negative",
+        "node-metric-count-million",
+        "node-metric-ts-year-3000",
+        "node-metric-ts-negative",
+        "exit-code-2-40",
+        "exit-code-below-int32",
+        "start-at-in-ms",
+        "end-at-negative",
+        "recover-start-year-3000",
+        "recover-end-401-digits",
+    ],
+)
+def test_a_number_its_field_cannot_mean_is_invalid_naming_the_field_and_range(
+    path: tuple[Any, ...], value: Any, field: str, bound: Bound
+) -> None:
+    with pytest.raises(InvalidResponse) as caught:
+        parse_job(hostile_doc(path, value))
+    message = str(caught.value)
+    assert message.startswith(f"{field}: ")
+    assert f"{bound.low}..{bound.high}" in message
+    assert len(message) < 200  # a 401-digit number is not copied into the log
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_which_pythons_json_accepts_are_invalid(value: float) -> None:
+    with pytest.raises(InvalidResponse, match=r"status\.duration"):
+        parse_job(hostile_doc(("status", "duration"), value))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "read"),
+    [
+        (("status", "duration"), DURATION_MS.high, lambda s: s.duration_ms),
+        (("status", "start_time"), 0, lambda s: s.start_time_ms),
+        (("metadata", "create_time"), TIME_MS.high, lambda s: s.create_time_ms),
+        ((*TASK, "exit_code"), -(2**31), lambda s: s.task_statuses[0].exit_code),
+        ((*TASK, "exit_code"), 2**31 - 1, lambda s: s.task_statuses[0].exit_code),
+        ((*TASK, "exit_code"), 137.0, lambda s: s.task_statuses[0].exit_code),
+        ((*RECORD, "end_at"), TIME_S.high, lambda s: s.running_records[0].end_at),
+        (("spec", "resource", "node_count"), NODE_COUNT.high, lambda s: s.requested_nodes),
+    ],
+    ids=[
+        "duration-ten-years",
+        "start-time-zero",
+        "create-time-2200",
+        "exit-code-int32-min",
+        "exit-code-int32-max",
+        "exit-code-whole-float",
+        "end-at-2200",
+        "node-count-100k",
+    ],
+)
+def test_numbers_at_the_edge_of_their_bound_are_kept(
+    path: tuple[Any, ...], value: Any, read: Any
+) -> None:
+    assert read(parse_job(hostile_doc(path, value))) == value
+
+
+LABEL_FIELDS = [
+    (("metadata", "workspace_id"), lambda s: s.workspace_id),
+    (("metadata", "user_name"), lambda s: s.user_name),
+    (("kind",), lambda s: s.kind),
+    (("algorithm", "engine", "engine_name"), lambda s: s.engine_name),
+    (("algorithm", "engine", "engine_version"), lambda s: s.engine_version),
+    (("spec", "resource", "flavor_id"), lambda s: s.flavor_id),
+    (("spec", "resource", "flavor_detail", "flavor_type"), lambda s: s.flavor_type),
+    (("spec", "resource", "pool_id"), lambda s: s.pool_id),
+    (("status", "phase"), lambda s: s.phase),
+    (("status", "secondary_phase"), lambda s: s.secondary_phase),
+    (("status", "tasks", 0), lambda s: s.tasks[0]),
+    ((*TASK, "task"), lambda s: s.task_statuses[0].task),
+    ((*RECORD, "start_type"), lambda s: s.running_records[0].start_type),
+    ((*RECORD, "end_recover"), lambda s: s.running_records[0].end_recover),
+    ((*RECORD, "end_related_task"), lambda s: s.running_records[0].end_related_task),
+    (
+        (*RECORD, "end_recover_before_downgrade"),
+        lambda s: s.running_records[0].end_recover_before_downgrade,
+    ),
+    ((*RECOVERY, "recover"), lambda s: s.running_records[0].recover_records[0].recover),
+    (
+        (*RECOVERY, "recover_result"),
+        lambda s: s.running_records[0].recover_records[0].recover_result,
+    ),
+    (
+        (*RECOVERY, "related_task"),
+        lambda s: s.running_records[0].recover_records[0].related_task,
+    ),
+]
+LABEL_IDS = [".".join(str(p) for p in path[-2:]) for path, _ in LABEL_FIELDS]
+
+
+@pytest.mark.parametrize(("path", "read"), LABEL_FIELDS, ids=LABEL_IDS)
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("u" * 200, "u" * 127 + "…"),
+        ("\ud800", R),
+        ("bad\udfff", f"bad{R}"),
+        ("two\nlines\ttab", f"two{R}lines{R}tab"),
+        ("\x1b[2Jwipe\x00\x7f\x85", f"{R}[2Jwipe{R}{R}{R}"),
+        ("gpu-8v100_中文", "gpu-8v100_中文"),
+    ],
+    ids=["200-chars", "lone-high-surrogate", "lone-low-surrogate", "newline-tab", "controls", "ok"],
+)
+def test_label_bound_text_is_one_clean_line_of_at_most_128_characters(
+    path: tuple[Any, ...], read: Any, raw: str, clean: str
+) -> None:
+    assert read(parse_job(hostile_doc(path, raw))) == clean
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("n" * 5_000_000, "n" * 63 + "…"),
+        ("x" * 65, "x" * 63 + "…"),
+        ("x" * 64, "x" * 64),
+        ("train\ud800", f"train{R}"),
+        ("a\nb", f"a{R}b"),
+    ],
+    ids=["5-MB", "65-chars", "64-chars", "lone-surrogate", "newline"],
+)
+def test_the_job_name_is_cut_to_the_apis_64_characters_and_cleaned(raw: str, clean: str) -> None:
+    assert parse_job(hostile_doc(("metadata", "name"), raw)).name == clean
+
+
+FREE_FIELDS = [
+    ((*TASK, "message"), lambda s: s.task_statuses[0].message),
+    ((*RECORD, "end_reason"), lambda s: s.running_records[0].end_reason),
+    ((*RECOVERY, "reason"), lambda s: s.running_records[0].recover_records[0].reason),
+    (
+        (*RECOVERY, "fault_scenario"),
+        lambda s: s.running_records[0].recover_records[0].fault_scenario,
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "read"), FREE_FIELDS, ids=[p[-1] for p, _ in FREE_FIELDS])
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("m" * 5_000, "m" * 299 + "…"),
+        ("Traceback:\n\tline 1\n", "Traceback:\n\tline 1\n"),
+        ("oom\ud800 \x00\r\x1b", f"oom{R} {R}{R}{R}"),
+        ("显存不足 😀", "显存不足 😀"),
+    ],
+    ids=["5000-chars", "tabs-newlines-kept", "surrogate-controls", "ok"],
+)
+def test_free_text_is_cleaned_and_clipped_to_300_characters(
+    path: tuple[Any, ...], read: Any, raw: str, clean: str
+) -> None:
+    assert read(parse_job(hostile_doc(path, raw))) == clean
+
+
+def test_a_response_id_that_would_need_cleaning_is_refused_not_altered() -> None:
+    doc = job_doc(job_id="job\x00\ud800")
+    with pytest.raises(InvalidResponse, match=r"metadata\.id"):
+        parse_job(doc)
+
+
+def test_a_huge_foreign_id_is_not_copied_into_the_error() -> None:
+    with pytest.raises(InvalidResponse, match="not the requested") as caught:
+        parse_job(job_doc(job_id="x" * 5_000_000), SEED_ID)
+    assert len(str(caught.value)) < 200
+
+
+def test_job_events_text_is_cleaned_and_clipped() -> None:
+    body = {
+        "events": [
+            {
+                "time": "2022-11-26T16:03:41+08:00\n",
+                "level": "Error\ud800",
+                "message": "OOM\ud800\nkilled" + "!" * 1000,
+                "source": "s" * 200,
+            }
+        ]
+    }
+    (event,) = parse_job_events(body)
+    assert event["time"] == f"2022-11-26T16:03:41+08:00{R}"
+    assert event["level"] == f"Error{R}"
+    assert event["message"] == f"OOM{R}\nkilled" + "!" * 288 + "…"
+    assert event["source"] == "s" * 127 + "…"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_task_metrics_that_are_not_finite_are_invalid(value: float) -> None:
+    with pytest.raises(InvalidResponse, match=re.escape("metrics[0].value[1]")):
+        parse_task_metrics({"metrics": [{"metric": "cpuUsage", "value": [5.0, value]}]})
+
+
+def test_a_task_metric_of_400_digits_reads_as_full_not_as_a_crash() -> None:
+    assert parse_task_metrics({"metrics": [{"metric": "gpuUtil", "value": [10**400]}]}) == {
+        "gpuUtil": 1.0
+    }
+
+
+def test_a_task_metric_of_the_wrong_type_names_it_without_copying_it() -> None:
+    with pytest.raises(InvalidResponse, match=re.escape("metrics[0].value[0]")) as caught:
+        parse_task_metrics({"metrics": [{"metric": "cpuUsage", "value": ["x" * 5_000_000]}]})
+    assert len(str(caught.value)) < 200
