@@ -35,9 +35,8 @@ from monitor.core.job import (
     bounded,
 )
 from monitor.core.state import JobState
+from monitor.core.text import clip
 
-TEXT_LIMIT = 300
-"""Longest free text (a reason, a message) an event carries; longer text is cut with ``…``."""
 MAX_RECOVER_RECORDS = 10
 """Most ``recover_records`` a ``run_ended`` event carries (the newest, by list position)."""
 
@@ -78,14 +77,10 @@ def _floor(
     return out
 
 
-def clip(text: str, limit: int = TEXT_LIMIT) -> str:
-    """Free text bounded for an event: at most ``limit`` characters."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def recover_details(records: tuple[RecoverRecord, ...]) -> list[dict[str, object]]:
     """A run's recover records for its ``run_ended`` event: the newest ``MAX_RECOVER_RECORDS``,
-    free text clipped to ``TEXT_LIMIT``."""
+    free text clipped to ``text.TEXT_LIMIT`` (the edge clipped it already; a record's
+    fields are bounded again here because this list is what an event carries)."""
     return [
         {
             "recover": clip(r.recover),

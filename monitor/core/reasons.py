@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from monitor.core.diff import clip
 from monitor.core.events import Event
 from monitor.core.state import JobState
+from monitor.core.text import clip
 
 Reason = dict[str, str]
 """One ModelArts job event as a reason: ``level``, ``time``, ``message``."""

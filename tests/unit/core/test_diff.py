@@ -9,7 +9,6 @@ import pytest
 
 from monitor.core.diff import (
     MAX_RECOVER_RECORDS,
-    TEXT_LIMIT,
     diff,
     observe,
     recovery_counts,
@@ -17,6 +16,7 @@ from monitor.core.diff import (
 )
 from monitor.core.job import JobGone, JobSnapshot
 from monitor.core.state import JobState
+from monitor.core.text import TEXT_LIMIT
 from monitor.modelarts.parse import parse_job
 from tests.conftest import job_doc
 
