@@ -232,19 +232,21 @@ async def _once(settings: Settings, only: str | None) -> int:
 
 
 def _status(settings: Settings) -> int:
-    from monitor.cli.status import render_table, status_rows
+    from monitor.cli.status import render_dead_letters, render_table, status_rows
     from monitor.store.database import Store
 
     store = Store(settings.state.path, readonly=True)
     try:
         states = store.load_states()
         last_success = store.load_last_success()
+        dead_letters = store.dead_letters()
     finally:
         store.close()
     for job_id, why in store.unreadable.items():
         print(f"warning: job {job_id}: stored state unreadable ({why})", file=sys.stderr)
     rows = status_rows([j.id for j in settings.jobs], states, last_success)
     print(render_table(rows), end="")
+    print(render_dead_letters(dead_letters), end="")
     return EXIT_OK
 
 

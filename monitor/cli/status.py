@@ -1,7 +1,8 @@
-"""``modelarts-monitor status``: the monitored jobs as the state database knows them.
+"""``modelarts-monitor status``: the monitored jobs as the state database knows them, then each
+sink's dead letters (events it can never take), which would otherwise only be in the logs.
 
-It opens the database read-only, so it is safe to run beside a live daemon, and it renders a
-plain table (pure function, so it is tested without a database).
+It opens the database read-only, so it is safe to run beside a live daemon, and it renders
+plain text (pure functions, so they are tested without a database).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from monitor.core.events import rfc3339
 from monitor.core.state import JobState
+from monitor.store.database import SinkDeadLetters
 
 COLUMNS = (
     "JOB",
@@ -69,6 +71,21 @@ def render_table(rows: Sequence[tuple[str, ...]]) -> str:
         for row in [COLUMNS, *rows]
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_dead_letters(sinks: Sequence[SinkDeadLetters]) -> str:
+    """After the table: per sink with dead letters, a line with their count, then its newest
+    few (time, event id, reason). Nothing at all when no sink has any."""
+    lines: list[str] = []
+    for sink in sinks:
+        lines += ["", f"dead letters of sink {sink.sink}: {sink.count}, newest first"]
+        lines += [f"  {_time(d.at)}  {d.event_id}  {_one_line(d.reason)}" for d in sink.newest]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _one_line(text: str) -> str:
+    """A reason quotes a receiver's reply: folded to one line, no terminal control codes."""
+    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
 
 
 def _time(ts: float | None) -> str:

@@ -2,9 +2,15 @@
 
 Each sink gets its own worker task and its own position in the outbox (``Store.pending`` /
 ``Store.ack``), so a slow or failing sink holds back neither the polls nor another sink. A
-position moves only past events the sink has taken (or refused for good); if the process dies in
+position moves only past events the sink has taken (or can never take); if the process dies in
 between, those events are delivered again on restart, and consumers de-duplicate on the
 CloudEvents ``id``. A failing sink is retried with exponential back-off and full jitter.
+
+An event a sink can never take (``Rejected``: refused for good by the receiver, or impossible to
+serialize for that sink) becomes one of that sink's dead letters: stored with its reason in the
+same transaction that moves the sink past it, counted (``dead_letters_total``, and ``rejected``
+in ``event_deliveries_total``: the two always move together), logged once
+(``event_dead_lettered``), shown by ``status``; the sink goes on with the next event.
 
 The outbox never drops an event. If a sink falls behind by more than ``limit`` events the
 dispatcher says so loudly instead: an error log line, ``modelarts_monitor_outbox_pending``, and a
@@ -14,7 +20,8 @@ failing ``/readyz``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from monitor.core.backoff import backoff_delay
 from monitor.delivery.sinks import DeliveryError, Rejected, Sink
@@ -36,6 +43,7 @@ class Dispatcher:
         batch_size: int = 100,
         max_backoff: float = 60.0,
         limit: int = 100_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._sinks = list(sinks)
@@ -46,6 +54,7 @@ class Dispatcher:
         self._batch = batch_size
         self._max_backoff = max_backoff
         self._limit = limit
+        self._clock = clock
         self._wake = {s.name: asyncio.Event() for s in self._sinks}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -54,6 +63,7 @@ class Dispatcher:
         for name in self._names:
             for result in ("ok", "retry", "rejected"):
                 self._metrics.deliveries.labels(name, result)
+            self._metrics.dead_letters.labels(name)
 
     def start(self) -> None:
         for sink in self._sinks:
@@ -125,9 +135,10 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 continue
             except Exception as exc:
-                # Not a receiver's failure but a bug (in a sink, or an event it cannot
-                # handle): logged with its traceback once per distinct error, then retried
-                # at the back-off cap so the events wait in the outbox for the fix.
+                # Not a receiver's failure but a bug in the sink (an event it cannot
+                # serialize is a dead letter, not this): logged with its traceback once per
+                # distinct error, then retried at the back-off cap so the events wait in the
+                # outbox for the fix.
                 crash = f"{type(exc).__name__}: {exc}"
                 if crash != crashed:
                     log.exception("sink_crashed", sink=sink.name, error=crash)
@@ -147,18 +158,32 @@ class Dispatcher:
             rejected = await sink.deliver([body for _, body in batch]) or []
         except DeliveryError as exc:
             if exc.taken:
-                await self._done(sink.name, batch[exc.taken - 1][0], exc.taken, exc.rejected)
+                await self._done(sink.name, batch[: exc.taken], exc.rejected)
             self._metrics.deliveries.labels(sink.name, "retry").inc()
             raise
-        await self._done(sink.name, batch[-1][0], len(batch), rejected)
+        await self._done(sink.name, batch, rejected)
 
-    async def _done(self, sink: str, seq: int, count: int, rejected: Sequence[Rejected]) -> None:
-        """Move the sink past ``seq``: ``count`` events, of which ``rejected`` were refused."""
+    async def _done(
+        self, sink: str, done: list[tuple[int, dict[str, object]]], rejected: Sequence[Rejected]
+    ) -> None:
+        """Move the sink past the events ``done``; those ``rejected`` become dead letters."""
+        dead = [(r.event_id, r.reason) for r in rejected]
+        await self._store.call(self._store.ack, sink, done[-1][0], self._names, dead, self._clock())
+        # Logged and counted once stored: a crash before that offers the event again.
+        bodies = {body.get("id"): body for _, body in done}
         for refusal in rejected:
-            log.error("event_rejected", sink=sink, event_id=refusal.event_id, reason=refusal.reason)
-        await self._store.call(self._store.ack, sink, seq, self._names)
+            body = bodies.get(refusal.event_id, {})
+            log.error(
+                "event_dead_lettered",
+                sink=sink,
+                event_id=refusal.event_id,
+                type=body.get("type"),
+                job_id=body.get("subject"),
+                reason=refusal.reason,
+            )
+        self._metrics.dead_letters.labels(sink).inc(len(rejected))
         self._metrics.deliveries.labels(sink, "rejected").inc(len(rejected))
-        self._metrics.deliveries.labels(sink, "ok").inc(count - len(rejected))
+        self._metrics.deliveries.labels(sink, "ok").inc(len(done) - len(rejected))
         self._set_pending(sink, await self._store.call(self._store.outbox_size, sink))
 
     def _set_pending(self, name: str, count: int) -> None:

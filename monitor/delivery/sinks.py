@@ -1,20 +1,24 @@
 """Where events go: log, console, file and webhook sinks.
 
 A sink takes a batch of CloudEvents dictionaries (exactly as written to the outbox) and either
-takes them all, refuses some for good (``Rejected``: the receiver said the event itself is bad,
-so retrying cannot help), or raises ``DeliveryError`` saying how many at the head of the batch
-went out; the dispatcher retries the rest. Sinks know nothing of the outbox or of retries.
+takes them all, reports some it can never take (``Rejected``: the receiver refused the event
+itself, or the event cannot be serialized for this sink, so retrying cannot help), or raises
+``DeliveryError`` saying how many at the head of the batch are done with; the dispatcher retries
+the rest and moves the rejected ones to the sink's dead letters. Each event is serialized on its
+own (``render``), so one event that cannot be never costs the others of its batch. Sinks know
+nothing of the outbox or of retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol, TextIO, TypeVar
 
 import httpx
 
@@ -27,14 +31,18 @@ from monitor.config.settings import (
 )
 from monitor.core.events import TYPE_PREFIX
 from monitor.logs import get_logger
+from monitor.store.files import make_private_dirs, open_private, report_loose
 
 CloudEvent = Mapping[str, Any]
+R = TypeVar("R")
 log = get_logger("monitor.sinks")
+REASON_LIMIT = 200
+"""Characters of a refusal's reason kept: enough to say why, never a whole reply."""
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """The receiver refused this event for good; it is counted and logged, never retried."""
+    """This sink can never take this event; it becomes one of the sink's dead letters."""
 
     event_id: str
     reason: str
@@ -55,27 +63,51 @@ class Sink(Protocol):
     """Stable identity of the sink's outbox position and its ``sink`` label; never a secret."""
 
     async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
-        """Take every event of ``batch`` (returning those refused for good) or raise."""
+        """Take every event of ``batch`` (returning those it can never take) or raise."""
 
     async def aclose(self) -> None: ...
+
+
+def to_json(doc: object) -> bytes:
+    """A CloudEvent (or a batch of them) as JSON in strict UTF-8, as the JSON sinks send it.
+
+    Non-ASCII text stays readable; a lone surrogate (text no UTF-8 reader can take) raises
+    ``UnicodeEncodeError`` instead of being written."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def render(event: CloudEvent, fn: Callable[[CloudEvent], R]) -> R | Rejected:
+    """``fn(event)``: the event as this sink writes it, or why it never can be."""
+    try:
+        return fn(event)
+    except (LookupError, TypeError, ValueError, RecursionError) as exc:
+        # The event's own content is at fault (UnicodeEncodeError is a ValueError), and it
+        # will be exactly as wrong on every retry.
+        reason = f"cannot serialize for this sink: {type(exc).__name__}: {exc}"
+        return Rejected(str(event.get("id", "")), reason[:REASON_LIMIT])
 
 
 class LogSink:
     name = "log"
 
     async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        rejected: list[Rejected] = []
         for event in batch:
-            data = dict(event["data"])
-            log.info(
-                event["type"],
-                event_id=event["id"],
-                event_time=event["time"],
-                **data,
-            )
-        return []
+            line = render(event, _log_line)
+            if isinstance(line, Rejected):
+                rejected.append(line)
+                continue
+            kind, fields = line
+            log.info(kind, **fields)
+        return rejected
 
     async def aclose(self) -> None:
         return None
+
+
+def _log_line(event: CloudEvent) -> tuple[str, dict[str, Any]]:
+    fields = {"event_id": event["id"], "event_time": event["time"], **dict(event["data"])}
+    return str(event["type"]), fields
 
 
 class ConsoleSink:
@@ -85,37 +117,72 @@ class ConsoleSink:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
+        self._encoding = getattr(self._stream, "encoding", None) or "utf-8"
+        self._errors = getattr(self._stream, "errors", None) or "strict"
+
+    def _line(self, event: CloudEvent) -> str:
+        line = describe(event) + "\n"
+        line.encode(self._encoding, self._errors)  # what the stream would fail on, found first
+        return line
 
     async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        rejected: list[Rejected] = []
         for event in batch:
-            self._stream.write(describe(event) + "\n")
+            line = render(event, self._line)
+            if isinstance(line, Rejected):
+                rejected.append(line)
+            else:
+                self._stream.write(line)
         self._stream.flush()
-        return []
+        return rejected
 
     async def aclose(self) -> None:
         return None
 
 
 class FileSink:
-    """JSON lines, one CloudEvent per line, flushed per event so ``tail -f`` sees it at once."""
+    """JSON lines, one CloudEvent per line, flushed per event so ``tail -f`` sees it at once.
+
+    The file, and any directory the sink creates for it, is owner-only (``store/files.py``).
+    It is opened for each batch, so a file moved away by log rotation comes back private.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.name = f"file:{self.path}"
+        self._loose_reported = False
 
-    def _write(self, batch: Sequence[CloudEvent]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            for event in batch:
-                fh.write(json.dumps(event, separators=(",", ":"), ensure_ascii=False) + "\n")
-                fh.flush()
+    def _open(self) -> IO[bytes]:
+        make_private_dirs(self.path.parent)
+        fd, mode = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+        if mode is None:
+            self._loose_reported = False
+        elif not self._loose_reported:
+            report_loose(self.path, mode)
+            self._loose_reported = True
+        return os.fdopen(fd, "ab")
+
+    def _write(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        rejected: list[Rejected] = []
+        taken = 0
+        try:
+            with self._open() as fh:
+                for event in batch:
+                    line = render(event, to_json)
+                    if isinstance(line, Rejected):
+                        rejected.append(line)
+                    else:
+                        fh.write(line + b"\n")
+                        fh.flush()
+                    taken += 1
+        except OSError as exc:  # disk full, permissions: the receiver's trouble, retried
+            raise DeliveryError(
+                f"cannot write {self.path}: {exc.strerror or exc}", taken=taken, rejected=rejected
+            ) from exc
+        return rejected
 
     async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
-        try:
-            await asyncio.to_thread(self._write, batch)
-        except OSError as exc:  # disk full, permissions: the receiver's trouble, retried
-            raise DeliveryError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
-        return []
+        return await asyncio.to_thread(self._write, batch)
 
     async def aclose(self) -> None:
         return None
@@ -128,7 +195,9 @@ class WebhookSink:
     2xx is taken. 408, 429, 5xx, redirects and network errors are worth retrying. Any other
     4xx means the receiver refuses the event itself; retrying forever would only block every
     later event, so it is reported as rejected, with the status and a bounded excerpt of the
-    reply. The URL may carry a token, so it never appears in names, labels or log lines.
+    reply. An event that cannot be serialized is never sent: rejected on its own, the rest of
+    the batch goes out. The URL may carry a token, so it never appears in names, labels or
+    log lines.
     """
 
     def __init__(
@@ -155,12 +224,15 @@ class WebhookSink:
 
     async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
         if self._batch:
-            refusal = await self._post(list(batch), "application/cloudevents-batch+json", 0)
-            return [Rejected(e["id"], refusal) for e in batch] if refusal else []
+            return await self._deliver_batch(batch)
         rejected: list[Rejected] = []
         for taken, event in enumerate(batch):
+            body = render(event, to_json)
+            if isinstance(body, Rejected):
+                rejected.append(body)
+                continue
             try:
-                refusal = await self._post(event, "application/cloudevents+json", taken)
+                refusal = await self._post(body, "application/cloudevents+json", taken)
             except DeliveryError as exc:
                 exc.rejected = rejected
                 raise
@@ -168,20 +240,36 @@ class WebhookSink:
                 rejected.append(Rejected(event["id"], refusal))
         return rejected
 
-    async def _post(self, body: object, content_type: str, taken: int) -> str | None:
+    async def _deliver_batch(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        """One JSON array of the events that serialize; a refusal rejects all of those."""
+        rejected: list[Rejected] = []
+        sent: list[tuple[CloudEvent, bytes]] = []
+        for event in batch:
+            body = render(event, to_json)
+            if isinstance(body, Rejected):
+                rejected.append(body)
+            else:
+                sent.append((event, body))
+        if not sent:
+            return rejected
+        array = b"[" + b",".join(body for _, body in sent) + b"]"
+        refusal = await self._post(array, "application/cloudevents-batch+json", 0)
+        if refusal:
+            rejected += [Rejected(event["id"], refusal) for event, _ in sent]
+        return rejected
+
+    async def _post(self, body: bytes, content_type: str, taken: int) -> str | None:
         """None when taken, the refusal when rejected for good; raises when worth retrying."""
         try:
             response = await self._http.post(
-                self._url,
-                content=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
-                headers={"Content-Type": content_type},
+                self._url, content=body, headers={"Content-Type": content_type}
             )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}", taken=taken) from exc
         status = response.status_code
         if 200 <= status < 300:
             return None
-        reply = " ".join(response.text.split())[:200]
+        reply = " ".join(response.text.split())[:REASON_LIMIT]
         if status in (408, 429) or status >= 500 or status < 400:
             raise DeliveryError(f"HTTP {status}: {reply}", taken=taken)
         return f"HTTP {status}: {reply}"

@@ -1,4 +1,4 @@
-"""The monitor's own metrics: polls, deliveries, events, jobs, shards, build.
+"""The monitor's own metrics: polls, deliveries, dead letters, events, jobs, shards, build.
 
 prometheus-client's collector model, on a registry of the monitor's own (no process-global
 state, so tests can build as many as they like). Per-job health (``up``, last success) is not
@@ -72,8 +72,17 @@ class MonitorMetrics:
         self.deliveries = Counter(
             "modelarts_monitor_event_deliveries",
             "Event deliveries by sink and result: ok, retry (a failed attempt that will be"
-            " retried), rejected (refused for good by the receiver).",
+            " retried), rejected (refused for good by the receiver, or impossible to serialize"
+            " for the sink: each one is also a dead letter).",
             ["sink", "result"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "modelarts_monitor_dead_letters",
+            "Events moved to a sink's dead letters because the sink can never take them (the"
+            " receiver refused them for good, or they cannot be serialized for it); kept in the"
+            " state database and listed by `modelarts-monitor status`.",
+            ["sink"],
             registry=self.registry,
         )
         self.jobs = Gauge("modelarts_monitor_jobs", "Jobs being monitored.", registry=self.registry)

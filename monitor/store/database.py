@@ -1,9 +1,16 @@
-"""Durable state on SQLite: each job's last state, the event outbox, and the discovered jobs.
+"""Durable state on SQLite: each job's last state, the event outbox, sinks' dead letters, and
+the discovered jobs.
 
 A poll's new state and the events it produced are written in one transaction, so after a crash
 the monitor either has both (and the outbox redelivers the events) or neither (and the next poll
 re-detects the same transitions, with the same deterministic ids). Each sink has its own position
-in the outbox; an event is deleted once every configured sink has passed it.
+in the outbox; an event is deleted once every configured sink has passed it. An event a sink can
+never take is copied to that sink's dead letters in the same transaction that moves the sink
+past it, so it is never both lost and acknowledged.
+
+The database is private (``files.py``): created ``0600`` before SQLite opens it, and SQLite gives
+the ``-wal`` and ``-shm`` files it creates the database file's mode (``os_unix.c``), so they are
+``0600`` too without touching the umask other threads share.
 
 SQLite calls block, so they run on one dedicated thread (``call``), never on the event loop; one
 thread also means one connection and no locking between writers. WAL mode with
@@ -14,19 +21,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from monitor.core.state import JobState, decode_state, encode_state
 from monitor.errors import StateError
+from monitor.store.files import loose_mode, make_private_dirs, open_private, report_loose
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a sink could never take: refused for good, or impossible to serialize."""
+
+    event_id: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SinkDeadLetters:
+    """One sink's dead letters: how many, and the newest few (newest first)."""
+
+    sink: str
+    count: int
+    newest: tuple[DeadLetter, ...]
 
 
 class Store:
@@ -57,7 +85,7 @@ class Store:
                 self._check_version(exact=True)
                 return
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._create_private()
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -77,6 +105,22 @@ class Store:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._db.close()
+
+    def _create_private(self) -> None:
+        """Create the directory and the empty database file owner-only before SQLite opens it
+        (an empty file is a new database to SQLite); report an operator's looser file once."""
+        path = Path(self.path)
+        make_private_dirs(path.parent)
+        fd, mode = open_private(path, os.O_RDWR)
+        os.close(fd)
+        if mode is not None:
+            report_loose(path, mode)
+        # Left over from a run on a looser file: SQLite reuses them as they are.
+        for suffix in ("-wal", "-shm"):
+            side = Path(self.path + suffix)
+            side_mode = loose_mode(side)
+            if side_mode is not None:
+                report_loose(side, side_mode)
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -258,10 +302,28 @@ class Store:
             raise StateError(f"state database {self.path}: cannot read outbox: {exc}") from exc
         return [(seq, json.loads(body)) for seq, body in rows]
 
-    def ack(self, sink: str, seq: int, all_sinks: Sequence[str]) -> None:
-        """Move a sink past ``seq``; drop events that every sink in ``all_sinks`` has taken."""
+    def ack(
+        self,
+        sink: str,
+        seq: int,
+        all_sinks: Sequence[str],
+        dead: Sequence[tuple[str, str]] = (),
+        now: float = 0.0,
+    ) -> None:
+        """Move a sink past ``seq``; drop events that every sink in ``all_sinks`` has taken.
+
+        ``dead`` are (event id, reason) of events in this stretch the sink can never take: their
+        outbox bodies become the sink's dead letters, at ``now``, in the same transaction.
+        """
         try:
             with self._transaction():
+                self._db.executemany(
+                    # Copied before the outbox row can be deleted below. Delivered again after
+                    # a crash, the same event stays one dead letter.
+                    "INSERT OR IGNORE INTO dead_letters(sink, event_id, body, reason, dead_at) "
+                    "SELECT ?, id, body, ?, ? FROM outbox WHERE id = ?",
+                    [(sink, _storable(reason), now, event_id) for event_id, reason in dead],
+                )
                 self._db.execute(
                     "INSERT INTO sink_positions(sink, seq) VALUES (?, ?) "
                     "ON CONFLICT(sink) DO UPDATE SET seq = MAX(seq, excluded.seq)",
@@ -290,3 +352,32 @@ class Store:
             )
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: {exc}") from exc
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def dead_letters(self, newest: int = 3) -> list[SinkDeadLetters]:
+        """Each sink that has dead letters, by name: how many, and its ``newest`` latest."""
+        try:
+            counts = self._db.execute(
+                "SELECT sink, COUNT(*) FROM dead_letters GROUP BY sink ORDER BY sink"
+            ).fetchall()
+            out: list[SinkDeadLetters] = []
+            for sink, count in counts:
+                rows = self._db.execute(
+                    "SELECT event_id, reason, dead_at FROM dead_letters WHERE sink = ? "
+                    "ORDER BY seq DESC LIMIT ?",
+                    (sink, newest),
+                ).fetchall()
+                letters = tuple(DeadLetter(e, r, float(t)) for e, r, t in rows)
+                out.append(SinkDeadLetters(sink, int(count), letters))
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"state database {self.path}: cannot read dead letters: {exc}"
+            ) from exc
+        return out
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite can bind it: a lone surrogate (the very thing that makes an event
+    unserializable) would fail the whole transaction, so it is kept as a ``\\udcxx`` escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

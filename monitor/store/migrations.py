@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from monitor.core.state import StoredFormError, decode_state, encode_state
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _versioned_job_states(db: sqlite3.Connection) -> None:
@@ -59,5 +59,18 @@ MIGRATIONS: dict[int, Migration] = {
     );
     """,
     4: _versioned_job_states,
+    # 5: each sink's dead letters: the event as the outbox held it, why the sink can never
+    # take it, and when; one row per sink and event, however often it is offered again.
+    5: """
+    CREATE TABLE dead_letters (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        dead_at REAL NOT NULL,
+        UNIQUE (sink, event_id)
+    );
+    """,
 }
 """Forward migrations: ``MIGRATIONS[n]`` takes a database from version n-1 to n."""

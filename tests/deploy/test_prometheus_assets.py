@@ -38,6 +38,7 @@ CONTRACTED_ALERTS = {
     "ModelArtsMonitorDown",
     "ModelArtsMonitorAbsent",
     "ModelArtsMonitorOutboxBackingUp",
+    "ModelArtsMonitorDeadLetters",
     "ModelArtsJobHangSuspected",
 }
 

@@ -1,5 +1,5 @@
 """``modelarts-monitor status``: the rows and table from a table of cases, then the command on a
-real state database (read-only, exit codes, one line per job)."""
+real state database (read-only, exit codes, one line per job, each sink's dead letters)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from monitor.cli.main import main
-from monitor.cli.status import COLUMNS, render_table, status_rows
+from monitor.cli.status import COLUMNS, render_dead_letters, render_table, status_rows
 from monitor.core.events import new_event, to_cloudevent
 from monitor.core.job import JobSnapshot
 from monitor.core.state import JobState
-from monitor.store.database import Store
+from monitor.store.database import DeadLetter, SinkDeadLetters, Store
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -172,6 +172,39 @@ def test_render_table_of_no_rows_is_just_the_header() -> None:
     assert render_table([]).splitlines() == ["  ".join(COLUMNS)]
 
 
+# -- dead letters -----------------------------------------------------------------------------
+
+
+def test_no_dead_letters_print_nothing_after_the_table() -> None:
+    assert render_dead_letters([]) == ""
+
+
+def test_dead_letters_print_a_line_per_sink_with_its_count_then_its_newest_ones() -> None:
+    text = render_dead_letters(
+        [
+            SinkDeadLetters(
+                "file:/var/log/events.jsonl",
+                7,
+                (
+                    DeadLetter("id-7", "cannot serialize for this sink: UnicodeEncodeError", NOW),
+                    DeadLetter("id-6", "HTTP 400:\n bad", NOW - 60),
+                ),
+            ),
+            SinkDeadLetters("webhook", 1, (DeadLetter("id-1", "HTTP 422: \x1b[2Jgone", NOW),)),
+        ]
+    )
+    assert text.splitlines() == [
+        "",
+        "dead letters of sink file:/var/log/events.jsonl: 7, newest first",
+        f"  {NOW_TEXT}  id-7  cannot serialize for this sink: UnicodeEncodeError",
+        "  2027-01-15T07:59:00Z  id-6  HTTP 400: bad",
+        "",
+        "dead letters of sink webhook: 1, newest first",
+        # A receiver's reply cannot move the terminal's cursor or clear its screen.
+        f"  {NOW_TEXT}  id-1  HTTP 422: ?[2Jgone",
+    ]
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
@@ -269,3 +302,31 @@ def test_status_with_a_missing_config_exits_2_with_a_config_error(
     assert capsys.readouterr().err.splitlines() == [
         f"config error: {missing}: cannot read config: No such file or directory"
     ]
+
+
+def test_status_lists_each_sinks_dead_letters_after_the_job_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, ["job-a"])
+    store = Store(tmp_path / "state" / "state.db")
+    docs = [event_for(job) for job in ("job-a", "job-b", "job-c", "job-d")]
+    try:
+        store.commit(state("job-a"), docs, NOW)
+        last = store.pending("webhook")[-1][0]
+        refusals = [(d["id"], f"HTTP 400: no {d['subject']}") for d in docs]
+        store.ack("webhook", last, ["webhook"], refusals, NOW)
+    finally:
+        store.close()
+
+    rc = main(["status", "--config", str(config)])
+
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    table, _, rest = out.partition("\n\n")
+    assert [line.split()[1] for line in table.splitlines()[1:]] == ["job-a"]
+    assert rest.splitlines() == [
+        "dead letters of sink webhook: 4, newest first",
+        f"  {NOW_TEXT}  {docs[3]['id']}  HTTP 400: no job-d",
+        f"  {NOW_TEXT}  {docs[2]['id']}  HTTP 400: no job-c",
+        f"  {NOW_TEXT}  {docs[1]['id']}  HTTP 400: no job-b",
+    ]  # the newest three; the rest are in the database

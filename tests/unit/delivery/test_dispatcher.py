@@ -4,6 +4,8 @@ independent sinks, restart semantics and back-off, as seen in metrics, logs and 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -15,7 +17,7 @@ from structlog.testing import capture_logs
 from monitor.core.events import new_event, to_cloudevent
 from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
-from monitor.delivery.sinks import CloudEvent, DeliveryError, Rejected
+from monitor.delivery.sinks import CloudEvent, DeliveryError, FileSink, Rejected
 from monitor.exposition.own import MonitorMetrics
 from monitor.store.database import Store
 from tests.conftest import SEED_ID, wait_for
@@ -24,6 +26,7 @@ NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
 DELIVERIES = "modelarts_monitor_event_deliveries_total"
 PENDING = "modelarts_monitor_outbox_pending"
+DEAD = "modelarts_monitor_dead_letters_total"
 
 
 def cloud(n: int, job_id: str = SEED_ID) -> dict[str, Any]:
@@ -33,6 +36,20 @@ def cloud(n: int, job_id: str = SEED_ID) -> dict[str, Any]:
         job_name="bert-pretrain",
         key=("Pending", "Running", n),
         data={"from": "Pending", "to": "Running"},
+        time=NOW + n,
+    )
+    return to_cloudevent(event, "proj")
+
+
+def poisoned(n: int) -> dict[str, Any]:
+    """A task failure whose message holds a lone surrogate (what an older monitor's outbox
+    could hold): JSON-escaped in the outbox, but no UTF-8 writer can encode it."""
+    event = new_event(
+        "task_failed",
+        job_id=SEED_ID,
+        job_name="bert-pretrain",
+        key=("worker-0", n),
+        data={"task": "worker-0", "exit_code": 1, "message": "bad \udce9 byte"},
         time=NOW + n,
     )
     return to_cloudevent(event, "proj")
@@ -184,17 +201,21 @@ def outbox_empty(store: Store, sink: str) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-# -- refusals ---------------------------------------------------------------------------------
+# -- dead letters -----------------------------------------------------------------------------
 
 
-async def test_refused_events_are_passed_counted_logged_and_later_events_still_delivered(
+def dead_count(metrics: MonitorMetrics, sink: str) -> float | None:
+    return metrics.registry.get_sample_value(DEAD, {"sink": sink})
+
+
+async def test_refused_events_become_dead_letters_and_later_events_are_still_delivered(
     store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
 ) -> None:
     docs = [cloud(n) for n in range(5)]
     refused = {docs[1]["id"], docs[3]["id"]}
     sink = RefusingSink("hook", refused)
     with capture_logs() as logs:
-        dispatcher = start(store, [sink], started, metrics)
+        dispatcher = start(store, [sink], started, metrics, clock=lambda: NOW + 99)
         await commit(store, docs)
         dispatcher.notify()
         await wait_for(lambda: len(sink.received) == 5)
@@ -209,13 +230,100 @@ async def test_refused_events_are_passed_counted_logged_and_later_events_still_d
     # The position moved past the refused events: they are never offered again.
     assert ids(sink.received) == ids(docs + later)
     assert await store.call(store.pending, "hook") == []
+    (letters,) = await store.call(store.dead_letters)
+    assert (letters.sink, letters.count) == ("hook", 2)
+    assert [d.event_id for d in letters.newest] == [docs[3]["id"], docs[1]["id"]]  # newest first
+    assert all(d.reason == "HTTP 422: bad event" and d.at == NOW + 99 for d in letters.newest)
+    # Counted in both families, which move together: every rejected delivery is a dead letter.
+    assert dead_count(metrics, "hook") == 2
     assert delivered(metrics, "hook", "rejected") == 2
     assert delivered(metrics, "hook", "ok") == 5
     assert delivered(metrics, "hook", "retry") == 0
-    rejections = [e for e in logs if e["event"] == "event_rejected"]
-    assert sorted(e["event_id"] for e in rejections) == sorted(refused)
-    assert all(e["log_level"] == "error" and e["sink"] == "hook" for e in rejections)
-    assert all(e["reason"] == "HTTP 422: bad event" for e in rejections)
+    lines = [e for e in logs if e["event"] == "event_dead_lettered"]
+    assert sorted(e["event_id"] for e in lines) == sorted(refused), "each logged exactly once"
+    assert all(e["log_level"] == "error" and e["sink"] == "hook" for e in lines)
+    assert all(e["reason"] == "HTTP 422: bad event" for e in lines)
+    assert all(e["job_id"] == SEED_ID and e["type"] == docs[1]["type"] for e in lines)
+
+
+async def test_a_file_sink_given_good_poisoned_good_delivers_both_good_ones_and_goes_on(
+    tmp_path: Path, store: Store, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    """The poisoned event (a lone surrogate no UTF-8 file can hold) used to freeze the sink
+    for good: the same batch retried forever, every later event waiting behind it."""
+    path = tmp_path / "events.jsonl"
+    sink = FileSink(str(path))
+    good, bad, after = cloud(0), poisoned(1), cloud(2)
+    with capture_logs() as logs:
+        dispatcher = start(store, [sink], started, metrics)
+        await commit(store, [good, bad, after])
+        dispatcher.notify()
+        await wait_for(outbox_empty(store, sink.name))
+        later = [cloud(n) for n in range(3, 6)]
+        await commit(store, later)
+        dispatcher.notify()
+        await wait_for(outbox_empty(store, sink.name))
+
+    written = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert ids(written) == ids([good, after, *later])
+    (letters,) = await store.call(store.dead_letters)
+    assert letters.sink == sink.name
+    assert [d.event_id for d in letters.newest] == [bad["id"]]
+    assert letters.newest[0].reason.startswith("cannot serialize for this sink:")
+    assert dead_count(metrics, sink.name) == 1
+    assert delivered(metrics, sink.name, "ok") == 5
+    assert delivered(metrics, sink.name, "rejected") == 1
+    (line,) = [e for e in logs if e["event"] == "event_dead_lettered"]
+    assert (line["event_id"], line["sink"]) == (bad["id"], sink.name)
+    assert "surrogates not allowed" in line["reason"]
+    assert not [e for e in logs if e["event"] in ("sink_crashed", "sink_delivery_failed")]
+    # The event is kept exactly as the outbox held it, for whoever repairs it.
+    db = sqlite3.connect(store.path)
+    try:
+        (body,) = db.execute("SELECT body FROM dead_letters").fetchone()
+    finally:
+        db.close()
+    assert json.loads(body) == bad
+
+
+async def test_every_sink_has_a_dead_letter_count_from_the_start(
+    store: Store, metrics: MonitorMetrics
+) -> None:
+    """Pre-created at 0, so ``increase()`` sees the first dead letter of a fresh process."""
+    Dispatcher(store, [ListSink("file"), ListSink("hook")], metrics=metrics)
+    assert dead_count(metrics, "file") == 0
+    assert dead_count(metrics, "hook") == 0
+
+
+async def test_dead_letters_survive_a_restart_and_their_events_are_not_offered_again(
+    tmp_path: Path, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    path = tmp_path / "state.db"
+    first_store = Store(path)
+    docs = [cloud(n) for n in range(3)]
+    first = RefusingSink("hook", {docs[0]["id"]})
+    dispatcher = start(first_store, [first], started, metrics)
+    await commit(first_store, docs)
+    dispatcher.notify()
+    await wait_for(outbox_empty(first_store, "hook"))
+    await asyncio.wait_for(dispatcher.stop(1), 5)
+    started.remove(dispatcher)
+    first_store.close()
+
+    again = Store(path)
+    try:
+        second = ListSink("hook")
+        restarted = start(again, [second], started, MonitorMetrics())
+        await commit(again, [cloud(3)])
+        restarted.notify()
+        await wait_for(lambda: len(second.received) == 1)
+        (letters,) = await again.call(again.dead_letters)
+    finally:
+        await asyncio.wait_for(restarted.stop(1), 5)
+        started.remove(restarted)
+        again.close()
+    assert ids(second.received) == [cloud(3)["id"]]
+    assert (letters.count, [d.event_id for d in letters.newest]) == (1, [docs[0]["id"]])
 
 
 # -- partial deliveries -----------------------------------------------------------------------

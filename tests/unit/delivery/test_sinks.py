@@ -1,4 +1,5 @@
-"""sinks.py: each sink's output, and the dispatcher's at-least-once, in-order delivery."""
+"""sinks.py: each sink's output, each event serialized on its own (one that cannot be is
+rejected, the others still go out), and the dispatcher's at-least-once, in-order delivery."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from structlog.testing import capture_logs
 from monitor.core.events import new_event, to_cloudevent
 from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
-from monitor.delivery.sinks import CloudEvent, ConsoleSink, FileSink, LogSink, describe
+from monitor.delivery.sinks import (
+    CloudEvent,
+    ConsoleSink,
+    DeliveryError,
+    FileSink,
+    LogSink,
+    Rejected,
+    describe,
+)
 from monitor.store.database import Store
 from tests.conftest import SEED_ID, wait_for
 
@@ -44,6 +53,20 @@ def cloud(
 
 def ids(events: Sequence[CloudEvent]) -> list[str]:
     return [e["id"] for e in events]
+
+
+def poisoned(n: int = 99) -> dict[str, Any]:
+    """A task failure whose message holds a lone surrogate: valid in a Python str (and in the
+    outbox, JSON-escaped), but no UTF-8 writer can encode it."""
+    return cloud(
+        "task_failed", n=n, data={"task": "worker-0", "exit_code": 1, "message": "bad \udce9 byte"}
+    )
+
+
+def assert_unserializable(refusal: Rejected, event: CloudEvent) -> None:
+    assert refusal.event_id == event["id"]
+    assert refusal.reason.startswith("cannot serialize for this sink: UnicodeEncodeError")
+    assert "surrogates not allowed" in refusal.reason
 
 
 # -- FileSink ---------------------------------------------------------------------------------
@@ -75,6 +98,34 @@ async def test_file_sink_keeps_non_ascii_job_names_readable(tmp_path: Path) -> N
     path = tmp_path / "events.jsonl"
     await FileSink(str(path)).deliver([cloud(job_name="训练任务")])
     assert "训练任务" in path.read_text(encoding="utf-8")
+
+
+async def test_file_sink_writes_the_good_events_around_one_it_cannot_serialize(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.jsonl"
+    good, bad, after = cloud(n=1), poisoned(), cloud(n=2)
+
+    (refusal,) = await FileSink(str(path)).deliver([good, bad, after])
+
+    assert_unserializable(refusal, bad)
+    text = path.read_bytes().decode("utf-8")  # strict: the file stays valid UTF-8
+    assert [json.loads(line) for line in text.splitlines()] == [good, after]
+
+
+async def test_file_sink_that_fails_after_a_rejected_event_counts_it_as_done(
+    tmp_path: Path,
+) -> None:
+    """A full disk (``/dev/full``) after the rejected first event: it is not offered again."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    bad = poisoned()
+    with pytest.raises(DeliveryError) as info:
+        await FileSink("/dev/full").deliver([bad, cloud(n=1)])
+    assert info.value.taken == 1
+    (refusal,) = info.value.rejected
+    assert_unserializable(refusal, bad)
+    assert "No space left" in str(info.value)
 
 
 def test_file_sink_name_identifies_its_path() -> None:
@@ -155,6 +206,17 @@ async def test_console_sink_writes_one_line_per_event() -> None:
     assert "Pending -> Running" in lines[1]
 
 
+async def test_console_sink_rejects_a_line_its_stream_cannot_encode_and_writes_the_rest() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    good, bad, after = cloud(n=1), poisoned(), cloud(n=2)
+
+    (refusal,) = await ConsoleSink(stream).deliver([good, bad, after])
+
+    assert_unserializable(refusal, bad)
+    assert raw.getvalue().decode("utf-8").splitlines() == [describe(good), describe(after)]
+
+
 # -- LogSink ----------------------------------------------------------------------------------
 
 
@@ -167,6 +229,16 @@ async def test_log_sink_logs_each_event_with_its_type_id_and_job_id() -> None:
     assert all(entry["job_id"] == SEED_ID for entry in logs)
     assert all(entry["log_level"] == "info" for entry in logs)
     assert logs[1]["exit_code"] == 1
+
+
+async def test_log_sink_rejects_an_event_without_data_and_logs_the_others() -> None:
+    broken = {k: v for k, v in cloud(n=5).items() if k != "data"}
+    with capture_logs() as logs:
+        rejected = await LogSink().deliver([cloud(n=1), broken, cloud(n=2)])
+    assert [entry["event_id"] for entry in logs] == ids([cloud(n=1), cloud(n=2)])
+    (refusal,) = rejected
+    assert refusal.event_id == broken["id"]
+    assert refusal.reason == "cannot serialize for this sink: KeyError: 'data'"
 
 
 # -- Dispatcher -------------------------------------------------------------------------------

@@ -46,6 +46,19 @@ def cloud(n: int) -> dict[str, Any]:
     return to_cloudevent(event, "proj")
 
 
+def poisoned(n: int) -> dict[str, Any]:
+    """An event with a lone surrogate in its message: no UTF-8 request body can carry it."""
+    event = new_event(
+        "task_failed",
+        job_id=SEED_ID,
+        job_name="bert-pretrain",
+        key=("worker-0", n),
+        data={"task": "worker-0", "exit_code": 1, "message": "bad \udce9 byte"},
+        time=NOW + n,
+    )
+    return to_cloudevent(event, "proj")
+
+
 def events(count: int) -> list[dict[str, Any]]:
     return [cloud(n) for n in range(count)]
 
@@ -240,6 +253,31 @@ async def test_the_refusal_reason_quotes_a_bounded_excerpt_of_a_long_reply(
     assert "x" * 5000 not in refusal.reason
 
 
+async def test_an_event_that_cannot_be_serialized_is_rejected_unsent_and_the_rest_go_out(
+    receiver: Receiver, make_sink: Callable[..., WebhookSink]
+) -> None:
+    good, bad, after = cloud(0), poisoned(1), cloud(2)
+
+    (refusal,) = await make_sink(receiver.url).deliver([good, bad, after])
+
+    assert [r.json() for r in receiver.requests] == [good, after]
+    assert refusal.event_id == bad["id"]
+    assert refusal.reason.startswith("cannot serialize for this sink: UnicodeEncodeError")
+
+
+async def test_batch_mode_leaves_an_unserializable_event_out_of_the_array(
+    receiver: Receiver, make_sink: Callable[..., WebhookSink]
+) -> None:
+    good, bad, after = cloud(0), poisoned(1), cloud(2)
+
+    (refusal,) = await make_sink(receiver.url, batch=True).deliver([good, bad, after])
+
+    (request,) = receiver.requests
+    assert request.json() == [good, after]
+    assert refusal.event_id == bad["id"]
+    assert "surrogates not allowed" in refusal.reason
+
+
 @pytest.mark.parametrize("status", [408, 429, 500, 503, 302])
 @pytest.mark.parametrize("position", [0, 2])
 async def test_a_retryable_answer_raises_delivery_error_saying_how_many_went_out(
@@ -384,6 +422,41 @@ async def test_a_refusal_followed_by_a_retryable_failure_is_still_counted_as_rej
         [batch[0], batch[1], batch[1], batch[2]]
     )
     assert count("retry") == 1
-    assert [e["event_id"] for e in logs if e["event"] == "event_rejected"] == [batch[0]["id"]]
+    assert [e["event_id"] for e in logs if e["event"] == "event_dead_lettered"] == [batch[0]["id"]]
     assert count("rejected") == 1
     assert count("ok") == 2
+
+
+async def test_a_400_under_the_dispatcher_is_a_dead_letter_with_the_reply_as_its_reason(
+    receiver: Receiver, make_sink: Callable[..., WebhookSink], tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "state.db")
+    metrics = MonitorMetrics()
+    sink = make_sink(receiver.url)
+    dispatcher = Dispatcher(store, [sink], metrics=metrics, max_backoff=0.05)
+    batch = events(3)
+    await store.call(store.commit, JobState(job_id=SEED_ID), batch, NOW)
+    receiver.answer(200, Reply(400, body='{"error": "unknown field data.to"}'))  # then 200s
+    try:
+        with capture_logs() as logs:
+            dispatcher.start()
+            await eventually(lambda: len(receiver.requests) == 3)
+            assert await dispatcher.stop(2) is True
+        (letters,) = await store.call(store.dead_letters)
+    finally:
+        await dispatcher.stop(0.1)
+        store.close()
+
+    reason = 'HTTP 400: {"error": "unknown field data.to"}'
+    assert (letters.sink, letters.count) == ("webhook", 1)
+    assert [(d.event_id, d.reason) for d in letters.newest] == [(batch[1]["id"], reason)]
+    (line,) = [e for e in logs if e["event"] == "event_dead_lettered"]
+    assert (line["event_id"], line["reason"]) == (batch[1]["id"], reason)
+    assert_no_secret(line["reason"])
+    assert (
+        metrics.registry.get_sample_value(
+            "modelarts_monitor_dead_letters_total", {"sink": "webhook"}
+        )
+        == 1
+    )
+    assert [r.json()["id"] for r in receiver.requests] == ids(batch), "not retried"

@@ -1,7 +1,9 @@
-"""store.py: job states survive a restart, state and events commit together, the outbox per sink."""
+"""store.py: job states survive a restart, state and events commit together, the outbox per sink,
+each sink's dead letters."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -266,3 +268,76 @@ async def test_call_runs_store_methods_on_the_database_thread(store: Store) -> N
     assert db_thread.name.startswith("state-db")
     await store.call(store.commit, JobState(job_id=SEED_ID), [event_doc(1)], NOW)
     assert await store.call(store.outbox_size) == 1
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+
+def test_dead_letters_are_stored_with_the_ack_and_outlive_the_outbox_row(db_path: Path) -> None:
+    sinks = ["hook", "file"]
+    docs = [event_doc(n) for n in range(4)]
+    store = Store(db_path)
+    try:
+        store.commit(JobState(job_id=SEED_ID), docs, NOW)
+        seqs = [seq for seq, _ in store.pending("hook")]
+        store.ack("hook", seqs[1], sinks, [(docs[0]["id"], "HTTP 400: no")], NOW + 1)
+        store.ack("hook", seqs[3], sinks, [(docs[3]["id"], "HTTP 422: bad")], NOW + 2)
+        store.ack("file", seqs[3], sinks)  # every sink passed: the outbox rows are deleted
+        assert store.outbox_size() == 0
+    finally:
+        store.close()
+
+    again = Store(db_path)
+    try:
+        (letters,) = again.dead_letters(newest=5)
+    finally:
+        again.close()
+    assert (letters.sink, letters.count) == ("hook", 2)
+    assert [(d.event_id, d.reason, d.at) for d in letters.newest] == [
+        (docs[3]["id"], "HTTP 422: bad", NOW + 2),
+        (docs[0]["id"], "HTTP 400: no", NOW + 1),
+    ]
+    with sqlite3.connect(db_path) as db:
+        bodies = [b for (b,) in db.execute("SELECT body FROM dead_letters ORDER BY seq")]
+    assert [json.loads(b) for b in bodies] == [docs[0], docs[3]]
+
+
+def test_dead_letters_list_each_sink_by_name_with_its_count_and_newest_few(store: Store) -> None:
+    docs = [event_doc(n) for n in range(5)]
+    store.commit(JobState(job_id=SEED_ID), docs, NOW)
+    last = store.pending("b")[-1][0]
+    store.ack("b", last, ["a", "b"], [(d["id"], f"no {n}") for n, d in enumerate(docs)], NOW)
+    store.ack("a", last, ["a", "b"], [(docs[2]["id"], "refused")], NOW)
+
+    a, b = store.dead_letters(newest=2)
+    assert (a.sink, a.count, [d.event_id for d in a.newest]) == ("a", 1, [docs[2]["id"]])
+    assert (b.sink, b.count) == ("b", 5)
+    assert [d.reason for d in b.newest] == ["no 4", "no 3"]
+
+
+def test_an_event_dead_lettered_again_after_a_replay_stays_one_dead_letter(store: Store) -> None:
+    doc = event_doc(1)
+    store.commit(JobState(job_id=SEED_ID), [doc], NOW)
+    ((seq, _),) = store.pending("hook")
+    # Two sinks, so the row stays in the outbox after the first ack (as after a crash).
+    store.ack("hook", seq, ["hook", "file"], [(doc["id"], "HTTP 400: no")], NOW)
+    store.ack("hook", seq, ["hook", "file"], [(doc["id"], "HTTP 400: no")], NOW + 5)
+    (letters,) = store.dead_letters()
+    assert letters.count == 1
+    assert letters.newest[0].at == NOW
+
+
+def test_a_reason_quoting_a_lone_surrogate_is_stored_escaped_not_failing_the_ack(
+    store: Store,
+) -> None:
+    doc = event_doc(1)
+    store.commit(JobState(job_id=SEED_ID), [doc], NOW)
+    ((seq, _),) = store.pending("hook")
+    store.ack("hook", seq, ["hook"], [(doc["id"], "cannot encode '\udce9'")], NOW)
+    (letters,) = store.dead_letters()
+    assert letters.newest[0].reason == "cannot encode '\\udce9'"
+    assert store.pending("hook") == []
+
+
+def test_no_dead_letters_is_an_empty_list(store: Store) -> None:
+    assert store.dead_letters() == []

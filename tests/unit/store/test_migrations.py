@@ -15,7 +15,7 @@ import pytest
 
 from monitor.core.events import new_event, to_cloudevent
 from monitor.core.job import JobSnapshot, RunningRecord, TaskStatus
-from monitor.core.state import JobState
+from monitor.core.state import STATE_FORMAT, JobState
 from monitor.errors import StateError
 from monitor.store.database import Store
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -154,6 +154,7 @@ def test_a_version_1_database_is_migrated_on_open_and_keeps_its_job_and_outbox(
         # The outbox and the sink position survive: 'log' had taken the first event only.
         assert [body for _, body in store.pending("log")] == docs[1:]
         assert [body for _, body in store.pending("file")] == docs
+        assert store.dead_letters() == []
 
         store.record_success({SEED_ID: NOW + 30})
         assert store.load_last_success() == {SEED_ID: NOW + 30}
@@ -321,7 +322,7 @@ def test_record_success_with_nothing_to_record_is_fine_on_a_read_only_store(
 
 def test_migration_4_rewrites_todays_rows_in_the_versioned_form(db_path: Path) -> None:
     """A database the monitor left before the stored form had a version (schema 3, format-1
-    rows, one of them damaged): every readable row comes back format 2 with the same state."""
+    rows, one of them damaged): every readable row comes back in today's format, same state."""
     state = a_state()
     make_v1_database(db_path, state, [])
     db = sqlite3.connect(db_path)
@@ -338,7 +339,7 @@ def test_migration_4_rewrites_todays_rows_in_the_versioned_form(db_path: Path) -
 
     store = Store(db_path)
     try:
-        assert user_version(db_path) == SCHEMA_VERSION == 4
+        assert user_version(db_path) == SCHEMA_VERSION
         assert store.load_states() == {SEED_ID: state}
         assert list(store.unreadable) == [OTHER_ID], "the damaged row costs only its job"
     finally:
@@ -348,4 +349,30 @@ def test_migration_4_rewrites_todays_rows_in_the_versioned_form(db_path: Path) -
         (text,) = db.execute("SELECT state FROM jobs WHERE job_id = ?", (SEED_ID,)).fetchone()
     finally:
         db.close()
-    assert json.loads(text)["format"] == 2
+    assert json.loads(text)["format"] == STATE_FORMAT
+
+
+def test_migration_5_gives_a_version_4_database_dead_letters_and_keeps_its_outbox(
+    db_path: Path,
+) -> None:
+    docs = [event_doc(1), event_doc(2)]
+    make_v1_database(db_path, a_state(), docs)
+    db = sqlite3.connect(db_path)
+    try:
+        for target in (2, 3):
+            db.executescript(f"{MIGRATIONS[target]};PRAGMA user_version = {target};")
+        db.execute("PRAGMA user_version = 4")  # 4 rewrites job rows only: none to rewrite here
+        db.commit()
+    finally:
+        db.close()
+
+    store = Store(db_path)
+    try:
+        assert user_version(db_path) == SCHEMA_VERSION == 5
+        assert [body for _, body in store.pending("log")] == docs[1:]
+        ((seq, _),) = store.pending("log")
+        store.ack("log", seq, ["log"], [(docs[1]["id"], "HTTP 400: no")], NOW)
+        (letters,) = store.dead_letters()
+    finally:
+        store.close()
+    assert [d.event_id for d in letters.newest] == [docs[1]["id"]]
