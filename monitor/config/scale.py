@@ -7,7 +7,6 @@ are blocks of ``Settings`` (``settings.py``), which re-exports these classes.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
@@ -16,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from monitor.config.values import Duration, Model, check_labels
+from monitor.config.values import Duration, Model, check_labels, finite
 
 __all__ = ["DiscoverySettings", "FilterKey", "LabelRule", "SearchFilter", "ShardSettings"]
 
@@ -90,7 +89,7 @@ def _numbers(v: object) -> list[int | float] | None:
             except ValueError:
                 return None
             item = int(number) if number.is_integer() else number
-        if isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item):
+        if isinstance(item, bool) or not isinstance(item, int | float) or not finite(item):
             return None
         out.append(item)
     return out
@@ -141,14 +140,14 @@ class DiscoverySettings(Model):
         return out
 
 
-_ORDINAL = re.compile(r"^.+-(\d+)$")
+_ORDINAL = re.compile(r".+-([0-9]+)")
 
 
 def hostname_ordinal(env: Mapping[str, str]) -> int:
     """The ordinal of a StatefulSet pod from its host name (``monitor-2`` -> 2): ``HOSTNAME``
     from ``env``, else ``socket.gethostname()``. ValueError if the name has no ordinal."""
     host = env.get("HOSTNAME") or socket.gethostname()
-    m = _ORDINAL.match(host.split(".", 1)[0])
+    m = _ORDINAL.fullmatch(host.split(".", 1)[0])
     if m is None:
         raise ValueError(
             f"auto: host name {host!r} does not end in a StatefulSet pod ordinal "

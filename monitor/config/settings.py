@@ -24,6 +24,7 @@ from monitor.config.scale import SearchFilter as SearchFilter
 from monitor.config.scale import ShardSettings as ShardSettings
 
 # Re-exported (``X as X``): callers import every settings type from here.
+from monitor.config.values import JOB_ID as JOB_ID
 from monitor.config.values import RESERVED_LABELS as RESERVED_LABELS
 from monitor.config.values import Duration as Duration
 from monitor.config.values import Model
@@ -31,7 +32,6 @@ from monitor.config.values import NonNegativeDuration as NonNegativeDuration
 from monitor.config.values import check_labels as check_labels
 from monitor.config.values import parse_duration as parse_duration
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _Model = Model
 
 
@@ -51,7 +51,11 @@ class ApiSettings(_Model):
     def _ca_file(cls, v: str | None) -> str | None:
         if not v:  # "" from an unset ${VAR:-}: the system's CAs
             return None
-        if not Path(v).is_file():
+        try:
+            found = Path(v).is_file()
+        except OSError as exc:  # e.g. ENAMETOOLONG, which is_file() does not swallow
+            raise ValueError(f"{v[:200]!r} is not a readable file: {exc.strerror}") from None
+        if not found:
             raise ValueError(f"{v!r} is not a readable file")
         return v
 
@@ -110,7 +114,7 @@ class JobSettings(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str) -> str:
-        if not _JOB_ID.match(v):
+        if not JOB_ID.fullmatch(v):
             raise ValueError("must be 1-64 letters, digits, '-' or '_'")
         return v
 
@@ -133,7 +137,7 @@ class _SinkBase(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z0-9_.:/-]{1,100}$", v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,100}", v):
             raise ValueError("1-100 letters, digits or _ . : / -")
         return v
 
@@ -289,13 +293,13 @@ class Settings(_Model):
 
 
 def _region(endpoint: str) -> str | None:
-    m = re.match(r"^https://modelarts\.([a-z0-9-]+)\.myhuaweicloud\.com$", endpoint.rstrip("/"))
+    m = re.fullmatch(r"https://modelarts\.([a-z0-9-]+)\.myhuaweicloud\.com", endpoint.rstrip("/"))
     return m.group(1) if m else None
 
 
 def split_listen(listen: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9888`` for IPv6) into its parts, or ValueError."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"{listen!r} is not host:port")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.config.settings import DiscoverySettings
+from monitor.config.settings import JOB_ID, DiscoverySettings
 from monitor.errors import ApiError, InvalidResponse, StateError
 from monitor.logs import get_logger
 from monitor.store.database import Store
@@ -45,8 +44,6 @@ MAX_PAGES = 1000
 must not keep a round going forever."""
 MAX_LOGGED_SKIPS = 1000
 """Distinct skipped-item problems remembered (so each is logged once) before starting over."""
-_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-"""What ``jobs[].id`` accepts in the config: a job id that is safe in a URL path."""
 
 Search = Callable[[dict[str, Any]], Awaitable[Any]]
 """One search request: the body in, the decoded answer out, ``ApiError`` on failure."""
@@ -119,7 +116,7 @@ def _item(item: object) -> tuple[str, str] | str:
     if not isinstance(metadata, dict):
         return "item without a metadata object"
     job_id, name = metadata.get("id"), metadata.get("name")
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):  # the rule of jobs[].id
         return f"item with metadata.id {str(job_id)[:80]!r}: not a job id"
     if not isinstance(name, str):
         return f"job {job_id}: metadata.name is not a string"

@@ -39,6 +39,8 @@ def landing_page(rows: Sequence[JobRow]) -> str:
     )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>modelarts-monitor</title>"
+        # An empty icon: browsers would otherwise ask for /favicon.ico (a 404) on every view.
+        "<link rel='icon' href='data:,'>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;"
         "text-align:left}tr:nth-child(even){background:#f3f3f3}</style></head><body>"
         f"<h1>modelarts-monitor {e(__version__)}</h1>"

@@ -22,7 +22,7 @@ def test_without_hostname_the_system_host_name_is_used(monkeypatch: pytest.Monke
     assert hostname_ordinal({}) == 4
 
 
-@pytest.mark.parametrize("host", ["monitor", "monitor-", "monitor-a", "-1", "7"])
+@pytest.mark.parametrize("host", ["monitor", "monitor-", "monitor-a", "-1", "7", "monitor-2\n"])
 def test_a_host_name_without_an_ordinal_is_refused(host: str) -> None:
     with pytest.raises(ValueError, match="ordinal"):
         hostname_ordinal({"HOSTNAME": host})

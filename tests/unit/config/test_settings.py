@@ -14,8 +14,11 @@ from monitor.config.loading import load_settings, parse_settings
 from monitor.config.settings import (
     RESERVED_LABELS,
     FileSinkSettings,
+    JobSettings,
+    LogSinkSettings,
     Settings,
     WebhookSinkSettings,
+    check_labels,
     parse_duration,
 )
 from monitor.errors import ConfigError
@@ -497,3 +500,69 @@ def test_every_label_name_a_job_family_sets_is_refused_as_a_job_label(name: str)
         assert problems_of(doc) == [
             f"{where}: {name!r} is set by the monitor itself; choose another name"
         ]
+
+
+# --- values matched whole; odd numbers and names refused in one line -------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        pytest.param(lambda: JobSettings(id="abc\n"), "must be 1-64 letters", id="job-id"),
+        pytest.param(
+            lambda: check_labels({"team\n": "x"}), "is not a valid Prometheus", id="label-name"
+        ),
+        pytest.param(
+            lambda: LogSinkSettings(type="log", name="log\n"), "1-100 letters", id="sink-name"
+        ),
+    ],
+)
+def test_a_value_valid_but_for_a_trailing_newline_is_refused(build: Any, message: str) -> None:
+    """``re.match`` with ``$`` matches before a final newline; the rules match the whole value
+    (the loader refuses control characters too, but these models are built in code as well)."""
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        pytest.param(
+            base(server={"listen": "0.0.0.0:\u0669\u0668\u0668\u0668"}),
+            "server.listen: '0.0.0.0:\u0669\u0668\u0668\u0668' is not host:port",
+            id="arabic-indic-digits-port",
+        ),
+        pytest.param(
+            base(server={"listen": "0.0.0.0:\u00b2"}),
+            "server.listen: '0.0.0.0:\u00b2' is not host:port",
+            id="superscript-port",
+        ),
+        pytest.param(
+            base(
+                api={"endpoint": "https://m.example.com", "project_id": "p", "ca_file": "a" * 5000}
+            ),
+            f"api.ca_file: {'a' * 200!r} is not a readable file: File name too long",
+            id="ca-file-name-too-long",
+        ),
+        pytest.param(
+            base(poll={"jitter": 10**400}),
+            "poll.jitter: must be a finite duration",
+            id="duration-beyond-float-range",
+        ),
+        pytest.param(
+            base(
+                discovery={
+                    "filters": [
+                        {"key": "create_time", "operator": "between", "value": [0, 10**400]}
+                    ]
+                }
+            ),
+            "discovery.filters[0].value: between needs two numbers [low, high] with low <= high",
+            id="between-beyond-float-range",
+        ),
+    ],
+)
+def test_odd_values_that_used_to_raise_a_traceback_are_one_line(
+    doc: dict[str, Any], expected: str
+) -> None:
+    assert problems_of(doc) == [expected]

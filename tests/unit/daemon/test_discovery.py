@@ -127,6 +127,15 @@ async def test_malformed_items_are_skipped_and_the_rest_kept() -> None:
     assert len(result.skipped) == 6
 
 
+async def test_an_item_id_valid_but_for_a_trailing_newline_is_skipped() -> None:
+    """The id rule is ``jobs[].id``'s, matched whole: ``$`` alone would let the newline through
+    and break the URL of every poll of that job."""
+    result = await search_all(FakeSearch([item("abc\n"), item("abc")]), settings())
+
+    assert list(result.jobs) == ["abc"]
+    assert result.skipped == ["item with metadata.id 'abc\\n': not a job id"]
+
+
 async def test_an_error_mid_way_keeps_the_pages_read_before() -> None:
     search = FakeSearch([item(f"job-{i}") for i in range(120)])
     search.fail, search.fail_on_page = ServerError("server error: boom", status=503), 1

@@ -216,3 +216,53 @@ async def test_landing_page_shows_each_jobs_last_reason_escaped(
     )
     assert "<img" not in page
     assert "<td>0</td><td>-</td></tr>" in second, "a job without a reason shows a dash"
+
+
+EXPECTED_SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        pytest.param("GET", "/", {}, 200, id="landing-page"),
+        pytest.param("GET", "/metrics", {}, 200, id="metrics"),
+        pytest.param("GET", "/metrics", {"Accept-Encoding": "gzip"}, 200, id="metrics-gzip"),
+        pytest.param("HEAD", "/metrics", {}, 200, id="metrics-head"),
+        pytest.param("GET", "/healthz", {}, 200, id="healthz"),
+        pytest.param("GET", "/readyz", {}, 503, id="readyz-not-ready"),
+        pytest.param("GET", "/nope", {}, 404, id="not-found"),
+        pytest.param("POST", "/metrics", {}, 405, id="method-not-allowed"),
+    ],
+)
+async def test_every_response_carries_the_security_headers(
+    http: httpx.AsyncClient,
+    backend: Backend,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    backend.readiness = (False, "no job polled yet")
+    backend.rows = [JobRow(SEED_ID, "bert", "Running", "Running", True, NOW, 0)]
+
+    r = await http.request(method, path, headers=headers)
+
+    assert r.status_code == status
+    assert {k: r.headers.get(k) for k in EXPECTED_SECURITY_HEADERS} == EXPECTED_SECURITY_HEADERS
+
+
+async def test_the_landing_page_needs_nothing_its_policy_forbids(http: httpx.AsyncClient) -> None:
+    """No script, no external source: only the inline style and the data: icon it allows."""
+    page = (await http.get("/")).text
+
+    assert "<script" not in page and "src=" not in page
+    assert "<link rel='icon' href='data:,'>" in page
+    assert "http://" not in page and "https://" not in page
