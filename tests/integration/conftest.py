@@ -3,15 +3,22 @@ once each, and the final metrics it must leave."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 import monitor
 from monitor.simulator import load_scenario
-from tests.harness import SimulatorProc
+from tests.harness import SimulatorProc, wait_until
 
 DEMO = Path(monitor.__file__).parent / "simulator" / "scenarios" / "demo.yaml"
 BERT, RESNET, LLAMA, SWEEP = "bert-pretrain", "resnet-finetune", "llama-sft", "data-sweep"
@@ -220,3 +227,167 @@ def check_final_metrics(metrics: dict[Any, float], ids: dict[str, str]) -> None:
     by_type = Counter(kind for _, kind, _ in EXPECTED.elements())
     for kind, count in by_type.items():
         assert metrics[("modelarts_monitor_events_total", (("type", kind),))] == count, kind
+
+
+# --- a hostile ModelArts API ---------------------------------------------------------------------
+# The simulator validates its scenarios and must stay a faithful ModelArts, so the answers a
+# real API should never give (a 401-digit duration, a 5 MB name, lone UTF-16 surrogates) come
+# from this separate fake instead.
+
+Answer = dict[str, Any] | bytes | None
+"""One scripted job-detail answer: a document (sent as JSON, non-ASCII as ``\\u`` escapes, so a
+lone surrogate arrives as ``\\ud800`` exactly as a server writing UTF-16 would send it), raw
+bytes (sent as they are), or ``None``: the job is gone (400 ``ModelArts.2775``)."""
+
+
+class HostileApi:
+    """A ModelArts job-detail, job-events and task-metrics API on 127.0.0.1 that answers what
+    the test scripts, however wrong. It runs aiohttp on its own loop in a thread, so a
+    synchronous test drives it while the daemon, a subprocess, polls it. Signatures are not
+    checked: what is under test is what the monitor does with the answers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: dict[str, list[Answer]] = {}
+        self._served: dict[str, int] = {}
+        """Per job id: detail requests since its script was last set (the script's position)."""
+        self._fetched: dict[str, int] = {}
+        """Per job id: detail requests in all."""
+        self._reasons: dict[str, list[dict[str, str]]] = {}
+
+        app = web.Application()
+        app.router.add_get("/v2/{project}/training-jobs/{job_id}", self._detail)
+        app.router.add_get("/v2/{project}/training-jobs/{job_id}/events", self._events)
+        app.router.add_get("/v2/{project}/training-jobs/{job_id}/metrics/{task}", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        port = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def _start(self) -> int:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return int(self._runner.addresses[0][1])
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    # --- what the test scripts ---------------------------------------------------------------
+
+    def script(self, job_id: str, *answers: Answer) -> None:
+        """From the next request of ``job_id`` on, answer these in turn; the last one repeats."""
+        assert answers, "a script needs at least one answer"
+        with self._lock:
+            self._scripts[job_id] = list(answers)
+            self._served[job_id] = 0
+
+    def reasons(self, job_id: str, events: list[dict[str, str]]) -> None:
+        """What the job-events endpoint lists for ``job_id`` (``level``, ``message``, ...)."""
+        with self._lock:
+            self._reasons[job_id] = [dict(e) for e in events]
+
+    def fetched(self, job_id: str) -> int:
+        with self._lock:
+            return self._fetched.get(job_id, 0)
+
+    def wait_fetched(self, job_ids: list[str], times: int = 2, timeout: float = 20.0) -> None:
+        """Wait until each job's detail was fetched ``times`` more times: the first of them is
+        then fully processed, because a job's next poll starts only after its previous one
+        ended (as ``SimulatorProc.wait_polled``)."""
+        base = {j: self.fetched(j) for j in job_ids}
+        wait_until(
+            lambda: all(self.fetched(j) >= base[j] + times for j in job_ids),
+            timeout,
+            f"{times} detail requests of {job_ids}",
+        )
+
+    # --- the endpoints -----------------------------------------------------------------------
+
+    async def _detail(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["job_id"]
+        with self._lock:
+            self._fetched[job_id] = self._fetched.get(job_id, 0) + 1
+            script = self._scripts.get(job_id)
+            answer: Answer = None
+            if script:
+                position = self._served[job_id]
+                self._served[job_id] = position + 1
+                answer = script[min(position, len(script) - 1)]
+        if answer is None:
+            return _not_found(job_id)
+        body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        return web.Response(body=body, content_type="application/json")
+
+    async def _events(self, request: web.Request) -> web.Response:
+        job_id = request.match_info["job_id"]
+        level = request.query.get("level")
+        with self._lock:
+            known = job_id in self._scripts
+            listed = [
+                {"time": "2026-11-28T20:00:00+08:00", "source": "Job", **e}
+                for e in self._reasons.get(job_id, [])
+            ]
+        if not known:
+            return _not_found(job_id)
+        events = [e for e in listed if level is None or e["level"] == level]
+        doc = {"total": len(events), "limit": 50, "offset": 0, "order": "desc"}
+        doc.update(start_time=None, end_time=None, events=events)
+        return web.Response(body=json.dumps(doc).encode(), content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.json_response({"metrics": []})
+
+
+def _not_found(job_id: str) -> web.Response:
+    doc = {"error_code": "ModelArts.2775", "error_msg": f"Training job not found: {job_id}"}
+    return web.json_response(doc, status=400)
+
+
+@pytest.fixture
+def hostile_api() -> Iterator[HostileApi]:
+    """A started ``HostileApi``, stopped after the test."""
+    api = HostileApi()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def strict_events(path: Path) -> list[dict[str, Any]]:
+    """The file sink's events, failing the test unless every line is valid UTF-8 and JSON (what
+    ``jq`` or a log shipper reading the file would need). A last line still being written (no
+    newline yet) is left for the next read."""
+    if not path.exists():
+        return []
+    complete, _, _ = path.read_bytes().rpartition(b"\n")
+    events = []
+    for number, line in enumerate(complete.split(b"\n") if complete else [], 1):
+        try:
+            events.append(json.loads(line.decode("utf-8")))
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise AssertionError(f"{path} line {number} is not UTF-8 JSON: {exc}") from None
+    return events
+
+
+def resident_bytes(pid: int) -> int:
+    """The resident set size of a process now (``VmRSS`` in ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """Processes started inside inherit this umask (as from a shell that set it)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
