@@ -61,9 +61,7 @@ class Dispatcher:
         self._pending: dict[str, int] = dict.fromkeys(self._names, 0)
         self._over: set[str] = set()
         for name in self._names:
-            for result in ("ok", "retry", "rejected"):
-                self._metrics.deliveries.labels(name, result)
-            self._metrics.dead_letters.labels(name)
+            self._metrics.add_sink(name)
 
     def start(self) -> None:
         for sink in self._sinks:

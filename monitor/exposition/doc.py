@@ -35,7 +35,9 @@ def metrics_doc() -> str:
         "| name | type | labels | help |",
         "| --- | --- | --- | --- |",
     ]
-    for family in MonitorMetrics().registry.collect():
+    own = MonitorMetrics()
+    own.add_sink("sink")  # so the per-sink families show their labels
+    for family in own.registry.collect():
         labels = sorted({k for s in family.samples for k in s.labels} - {"le"})
         name = f"{family.name}_total" if family.type == "counter" else family.name
         rows.append(f"| `{name}` | {family.type} | {', '.join(labels)} | {family.documentation} |")

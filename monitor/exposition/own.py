@@ -105,5 +105,13 @@ class MonitorMetrics:
         )
         self.build_info.labels(__version__).set(1)
 
+    def add_sink(self, name: str) -> None:
+        """Every per-sink series, at 0, from the start: an alert on a rate or an increase
+        needs the series before the first event goes wrong."""
+        for result in ("ok", "retry", "rejected"):
+            self.deliveries.labels(name, result)
+        self.dead_letters.labels(name)
+        self.outbox_pending.labels(name).set(0)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
