@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.config.settings import JOB_ID, DiscoverySettings
+from monitor.core.job import NAME_LIMIT
+from monitor.core.text import label_text
 from monitor.errors import ApiError, InvalidResponse, StateError
 from monitor.logs import get_logger
 from monitor.store.database import Store
@@ -120,7 +122,8 @@ def _item(item: object) -> tuple[str, str] | str:
         return f"item with metadata.id {str(job_id)[:80]!r}: not a job id"
     if not isinstance(name, str):
         return f"job {job_id}: metadata.name is not a string"
-    return job_id, name
+    # Bounded like every name from the API (the label rules' regexes run over it).
+    return job_id, label_text(name, NAME_LIMIT)
 
 
 class Discovery:

@@ -527,3 +527,14 @@ def test_bad_discovery_settings_name_the_key(block: dict[str, Any], key: str) ->
     with pytest.raises(ConfigError) as info:
         parse_settings(base(discovery=block), env={})
     assert any(p.startswith(f"{key}: ") for p in info.value.problems), info.value.problems
+
+
+async def test_a_found_name_is_bounded_before_the_label_rules_see_it(store: Store) -> None:
+    """A 5 MB name from the search is cut to the API's 64 characters (and a control character
+    becomes U+FFFD) before any regex runs over it: a rule anchored at the end no longer matches
+    what was cut."""
+    search = FakeSearch([item("a", "llm-" + "x" * 5_000_000 + "-eval"), item("b", "llm-\x00-eval")])
+    result = await discovery(store, search, Watcher(), labels=RULES).run_once()
+    assert len(result.jobs["a"]) == 64 and result.jobs["a"].endswith("…")
+    assert result.jobs["b"] == "llm-\ufffd-eval"
+    assert store.load_discovered()["a"] == {"team": "llm", "tier": "gold"}
