@@ -1,11 +1,13 @@
 """Job discovery: watch the jobs a ModelArts job search finds, besides the configured ones.
 
 A round pages through ``POST /v2/{project_id}/training-job-searches`` with the configured
-filters (``offset`` is a page index; it stops at a short page, at ``total``, or after
-``MAX_PAGES`` pages whatever the server says), reads each item's ``metadata.id`` and
-``metadata.name``, gives it the labels of every matching label rule, keeps the jobs this shard
-owns, and hands the new ones to ``watch`` (the poller's), exactly like configured jobs. Rounds
-run at start and every ``discovery.interval``.
+filters, once for each of ``discovery.workspaces`` (the API searches one workspace a request,
+the default one unless the body names another; ``offset`` is a page index; a workspace's series
+stops at a short page, at ``total``, or after ``MAX_PAGES`` pages whatever the server says). The
+body is built as the SDK's ``JobSearches`` builds it (``search_body``). A round reads each
+item's ``metadata.id`` and ``metadata.name``, gives it the labels of every matching label
+rule, keeps the jobs this shard owns, and hands the new ones to ``watch`` (the poller's),
+exactly like configured jobs. Rounds run at start and every ``discovery.interval``.
 
 Membership only grows from the search: a job that no longer matches it (it finished, its phase
 left the filter) is *not* dropped, it keeps being polled until its lifecycle retires it
@@ -16,8 +18,10 @@ a configured job is polled for ever in case it comes back, but nobody asked for 
 one, and should it come back the search finds it again. A configured job is never touched by
 discovery: its configured labels and interval win.
 
-Failures are never fatal: an API error, a malformed answer or a store error costs one round,
-is logged once per distinct error (and the recovery once), and the next round tries again. An
+Failures are never fatal: an API error or a malformed answer costs that workspace's series of
+the round (the other workspaces are searched all the same), a store error the round's
+bookkeeping; each is logged once per distinct error and workspace (and the recovery once), and
+the next round tries again. An
 item of the wrong shape is skipped and logged once.
 """
 
@@ -56,40 +60,60 @@ Watch = Callable[[str, Mapping[str, str]], bool]
 @dataclass(slots=True)
 class SearchResult:
     jobs: dict[str, str] = field(default_factory=dict)
-    """Every job found, id to name, in the order of the search."""
+    """Every job found, id to name, in the order of the search (workspace by workspace)."""
     skipped: list[str] = field(default_factory=list)
     """Why items were skipped, one line each."""
     pages: int = 0
-    """Pages read."""
-    error: ApiError | None = None
-    """Why the round stopped early; the jobs of the pages read before are still good."""
-    truncated: bool = False
-    """The page limit stopped the round."""
+    """Pages read, over all workspaces."""
+    errors: dict[str, ApiError] = field(default_factory=dict)
+    """Workspace to why its search stopped early; the jobs of the pages read before, and of
+    the other workspaces, are still good."""
+    truncated: list[str] = field(default_factory=list)
+    """The workspaces whose search the page limit stopped."""
 
 
-def search_body(settings: DiscoverySettings, page: int) -> dict[str, Any]:
-    """The request for page ``page``: oldest first, so jobs created meanwhile go to the end."""
-    return {
+def search_body(settings: DiscoverySettings, workspace: str, page: int) -> dict[str, Any]:
+    """The request for page ``page`` of ``workspace``, as the SDK's ``JobSearches`` builds it
+    (every filter value an array of strings; ``tags`` only when there are some): oldest first,
+    so jobs created meanwhile go to the end."""
+    body: dict[str, Any] = {
+        "workspace_id": workspace,
         "offset": page,
         "limit": settings.page_size,
         "sort_by": "create_time",
         "order": "asc",
         "filters": [f.body() for f in settings.filters],
     }
+    if settings.tags:
+        body["tags"] = [t.body() for t in settings.tags]
+    return body
 
 
 async def search_all(
     search: Search, settings: DiscoverySettings, *, max_pages: int = MAX_PAGES
 ) -> SearchResult:
-    """Page through the search. Never raises ``ApiError``: it ends the result instead."""
+    """Page through the search of every workspace, one after the other (``max_pages`` each).
+    Never raises ``ApiError``: it ends that workspace's series instead."""
     result = SearchResult()
+    for workspace in settings.workspaces:
+        await _search_workspace(search, settings, workspace, max_pages, result)
+    return result
+
+
+async def _search_workspace(
+    search: Search,
+    settings: DiscoverySettings,
+    workspace: str,
+    max_pages: int,
+    result: SearchResult,
+) -> None:
     limit = settings.page_size
     for page in range(max_pages):
         try:
-            items, total = _page(await search(search_body(settings, page)))
+            items, total = _page(await search(search_body(settings, workspace, page)))
         except ApiError as exc:
-            result.error = exc
-            return result
+            result.errors[workspace] = exc
+            return
         result.pages += 1
         for item in items:
             found = _item(item)
@@ -98,9 +122,8 @@ async def search_all(
             else:
                 result.jobs.setdefault(*found)
         if len(items) < limit or (total is not None and (page + 1) * limit >= total):
-            return result
-    result.truncated = True
-    return result
+            return
+    result.truncated.append(workspace)
 
 
 def _page(answer: object) -> tuple[list[Any], int | None]:
@@ -158,7 +181,8 @@ class Discovery:
         self.members: dict[str, dict[str, str]] = {}
         """Discovered jobs (stored), with the labels they were watched with."""
         self.rounds = 0
-        self._error: tuple[object, ...] | None = None
+        self._errors: dict[str, tuple[object, ...]] = {}
+        """The last error logged per workspace (logged again only when it changes)."""
         self._skips_logged: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -255,15 +279,30 @@ class Discovery:
                     self._skips_logged.clear()
                 self._skips_logged.add(problem)
                 log.warning("discovery_item_skipped", problem=problem)
-        if result.truncated:
-            log.warning("discovery_truncated", pages=result.pages, note="narrow discovery.filters")
-        exc = result.error
+        for workspace in result.truncated:
+            log.warning(
+                "discovery_truncated",
+                workspace=workspace,
+                pages=self._max_pages,
+                note="narrow discovery.filters",
+            )
+        for workspace in self._errors.keys() - set(self.settings.workspaces):
+            del self._errors[workspace]  # no longer searched (a reload)
+        for workspace in self.settings.workspaces:
+            self._log_error(workspace, result.errors.get(workspace))
+
+    def _log_error(self, workspace: str, exc: ApiError | None) -> None:
+        """Each workspace's failure logged once per distinct error, and its recovery once."""
         if exc is None:
-            if self._error is not None:
-                log.info("discovery_recovered")
-                self._error = None
+            if self._errors.pop(workspace, None) is not None:
+                log.info("discovery_recovered", workspace=workspace)
             return
         key = (type(exc).__name__, exc.status, exc.error_code)
-        if key != self._error:
-            log.warning("discovery_failed", result=exc.result, error=str(exc), pages=result.pages)
-            self._error = key
+        if key != self._errors.get(workspace):
+            log.warning(
+                "discovery_failed",
+                workspace=workspace,
+                result=exc.result,
+                error=str(exc),
+            )
+            self._errors[workspace] = key

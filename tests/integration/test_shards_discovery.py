@@ -6,6 +6,7 @@ across a restart."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,82 @@ def test_configured_jobs_are_sharded_at_start_and_on_reload(tmp_path: Path) -> N
     finally:
         assert daemon.stop() == 0, daemon.output()
         sim.stop()
+
+
+WORKSPACE_B = "8f4e2c1a9b7d4e6f8a0b1c2d3e4f5a6b"
+"""A second workspace, 32 characters as the API's workspace ids are."""
+LATE_AT = 100_000
+"""Scenario time of the jobs created ~28 hours after the others: outside the ``between``."""
+WORKSPACE_JOBS = {
+    # id suffix: (workspace, name, created at)
+    1: ("0", "bert-pretrain", 0),
+    2: ("0", "resnet-50", 0),
+    3: ("0", "bert-late", LATE_AT),
+    4: (WORKSPACE_B, "finetune-bert-zh", 0),
+    5: (WORKSPACE_B, "vit-large", 0),
+    6: (WORKSPACE_B, "bert-late-b", LATE_AT),
+    7: ("3c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f", "bert-elsewhere", 0),
+}
+"""Only 1 and 4 match both filters in a searched workspace; 7 matches, in one not searched."""
+
+
+def test_discovery_over_two_workspaces_finds_exactly_the_matching_jobs_of_both(
+    tmp_path: Path,
+) -> None:
+    jobs = [
+        {
+            "id": job_id(i),
+            "name": name,
+            "workspace_id": workspace,
+            "timeline": [{"at": at, "phase": "Running", "secondary_phase": "Running"}],
+        }
+        for i, (workspace, name, at) in WORKSPACE_JOBS.items()
+    ]
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump({"jobs": jobs}), encoding="utf-8")
+    before = time.time()
+    sim = SimulatorProc(tmp_path / "scenario.yaml", tmp_path)
+    after = time.time()
+    # Scenario time 0 is the simulator's start, somewhere in [before, after]: this window holds
+    # every job created at 0 and none created at LATE_AT.
+    window = [int(before * 1000) - 1000, int(after * 1000) + LATE_AT * 1000 // 2]
+    expected = {job_id(1), job_id(4)}
+    daemon: DaemonProc | None = None
+    try:
+        sim.set_time(LATE_AT + 1)  # every job exists
+        port = free_port()
+        config = daemon_config(
+            tmp_path,
+            sim.url,
+            [],
+            port=port,
+            discovery={
+                "interval": "200ms",
+                "workspaces": ["0", WORKSPACE_B],
+                "filters": [
+                    {"key": "name", "operator": "like", "value": "bert"},  # a lone string
+                    {"key": "create_time", "operator": "between", "value": window},  # numbers
+                ],
+            },
+        )
+        daemon = DaemonProc(config, port, tmp_path / "daemon.log")
+        wait_until(lambda: expected <= up_jobs(daemon.metrics()), what="both workspaces' jobs")
+        searches = sim.state()["search_requests"]
+        wait_until(
+            lambda: sim.state()["search_requests"] >= searches + 4,
+            what="two more rounds over both workspaces",
+        )
+        metrics = daemon.metrics()
+        output = daemon.output()
+    finally:
+        if daemon is not None:
+            assert daemon.stop() == 0, daemon.output()
+        sim.stop()
+
+    assert exported(metrics, "modelarts_monitor_up") == expected
+    workspaces = {
+        dict(labels)["job_id"]: dict(labels)["workspace_id"]
+        for (n, labels), _ in metrics.items()
+        if n == "modelarts_training_job_info"
+    }
+    assert workspaces == {job_id(1): "0", job_id(4): WORKSPACE_B}
+    assert "discovery_failed" not in output  # the simulator took every body

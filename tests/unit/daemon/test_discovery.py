@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import huaweicloudsdkmodelarts.v1
 import pytest
 from structlog.testing import capture_logs
 
@@ -60,7 +61,7 @@ async def test_120_jobs_with_page_size_50_take_3_pages_then_stop() -> None:
     result = await search_all(search, settings(page_size=50))
     assert [b["offset"] for b in search.bodies] == [0, 1, 2]
     assert list(result.jobs) == [f"job-{i}" for i in range(120)]
-    assert (result.pages, result.error, result.truncated) == (3, None, False)
+    assert (result.pages, result.errors, result.truncated) == (3, {}, [])
 
 
 async def test_an_exactly_full_last_page_stops_at_total() -> None:
@@ -82,10 +83,12 @@ async def test_a_server_that_always_answers_full_pages_is_bounded() -> None:
         return {"total": 10**9, "items": [item(f"p{page}-{i}") for i in range(body["limit"])]}
 
     result = await search_all(endless, settings(page_size=2), max_pages=7)
-    assert (result.pages, result.truncated, len(result.jobs)) == (7, True, 14)
+    assert (result.pages, result.truncated, len(result.jobs)) == (7, ["0"], 14)
 
 
-def test_the_request_body_is_the_apis_with_the_configured_filters() -> None:
+def test_the_request_body_is_the_sdks_every_filter_value_an_array_of_strings() -> None:
+    """A lone ``like`` text is sent as an array of one and ``between`` numbers as strings, as
+    the SDK's ``Filter.value: list[str]`` sends them; the workspace is named in every body."""
     s = settings(
         page_size=20,
         filters=[
@@ -93,22 +96,167 @@ def test_the_request_body_is_the_apis_with_the_configured_filters() -> None:
             {"key": "create_time", "operator": "between", "value": ["1000", 2000]},
         ],
     )
-    assert search_body(s, 3) == {
+    assert search_body(s, "ws-b", 3) == {
+        "workspace_id": "ws-b",
         "offset": 3,
         "limit": 20,
         "sort_by": "create_time",
         "order": "asc",
         "filters": [
-            {"key": "name", "operator": "like", "value": "llm-"},
-            {"key": "create_time", "operator": "between", "value": [1000, 2000]},
+            {"key": "name", "operator": "like", "value": ["llm-"]},
+            {"key": "create_time", "operator": "between", "value": ["1000", "2000"]},
         ],
     }
 
 
+def test_tag_conditions_are_sent_as_the_apis_tags_field_and_only_when_given() -> None:
+    s = settings(tags=[{"key": "team", "values": ["llm", "cv"]}, {"key": "owner"}])
+    assert search_body(s, "0", 0)["tags"] == [
+        {"key": "team", "values": ["llm", "cv"]},
+        {"key": "owner", "values": []},
+    ]
+    assert "tags" not in search_body(settings(), "0", 0)
+
+
 def test_the_default_filter_finds_jobs_that_are_not_finished() -> None:
-    assert search_body(settings(), 0)["filters"] == [
+    assert search_body(settings(), "0", 0)["filters"] == [
         {"key": "phase", "operator": "in", "value": ["Creating", "Pending", "Running"]}
     ]
+
+
+ORACLE_SETTINGS = [
+    pytest.param({}, id="defaults"),
+    pytest.param(
+        {
+            "workspaces": ["0", "8f4e2c1a9b7d4e6f8a0b1c2d3e4f5a6b"],
+            "page_size": 7,
+            "filters": [
+                {"key": "name", "operator": "like", "value": "bert"},
+                {"key": "create_time", "operator": "between", "value": [1764300000000, 1.7649e12]},
+                {"key": "phase", "operator": "not", "value": "Failed"},
+                {"key": "user_id", "operator": "in", "value": [42, "u-7"]},
+            ],
+            "tags": [{"key": "team", "values": ["llm"]}, {"key": "cost center"}],
+        },
+        id="every-kind-of-value",
+    ),
+]
+
+
+def sdk_types_problems(value: Any, declared: str, where: str) -> list[str]:
+    """Where ``value`` is not of the SDK's declared ``openapi_types`` type (the SDK's models
+    store whatever they are given, so its serialization alone would not notice a number)."""
+    if declared.startswith("list[") and declared.endswith("]"):
+        if not isinstance(value, list):
+            return [f"{where}: {value!r} is not a list"]
+        return [
+            p
+            for i, v in enumerate(value)
+            for p in sdk_types_problems(v, declared[5:-1], f"{where}[{i}]")
+        ]
+    primitive = {"str": str, "int": int}.get(declared)
+    if primitive is not None:
+        ok = isinstance(value, primitive) and not isinstance(value, bool)
+        return [] if ok else [f"{where}: {value!r} is not {declared}"]
+    model = getattr(huaweicloudsdkmodelarts.v1, declared)
+    if not isinstance(value, dict):
+        return [f"{where}: {value!r} is not a {declared} object"]
+    unknown = sorted(set(value) - set(model.attribute_map.values()))
+    problems = [f"{where}: {declared} has no field {name!r}" for name in unknown]
+    for attr, json_key in model.attribute_map.items():
+        if json_key in value:
+            problems += sdk_types_problems(
+                value[json_key], model.openapi_types[attr], f"{where}.{json_key}"
+            )
+    return problems
+
+
+def through_the_sdk(body: dict[str, Any]) -> Any:
+    """``body`` built with the SDK's request models and serialized back (``to_dict``, without
+    the fields left unset): a field the models do not have raises ``TypeError``."""
+    models = huaweicloudsdkmodelarts.v1
+    built = models.JobSearches(
+        **{
+            **body,
+            "filters": [models.Filter(**f) for f in body["filters"]],
+            **(
+                {"tags": [models.ListTagFilter(**t) for t in body["tags"]]}
+                if "tags" in body
+                else {}
+            ),
+        }
+    )
+    return without_none(built.to_dict())
+
+
+def without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("block", ORACLE_SETTINGS)
+async def test_every_body_sent_is_what_the_sdks_request_models_build(block: dict[str, Any]) -> None:
+    """The official SDK as the oracle, both ways: every field and value of every body a round
+    sends is one ``JobSearches``/``Filter``/``ListTagFilter`` declares, of its declared type,
+    and the SDK's serialization of the same search is exactly our body."""
+    search = FakeSearch([item(f"job-{i}") for i in range(10)])
+    await search_all(search, settings(**block))
+    assert search.bodies
+    for body in search.bodies:
+        assert sdk_types_problems(body, "JobSearches", "$") == []
+        assert through_the_sdk(body) == body
+
+
+class WorkspaceSearch:
+    """The search API over several workspaces: a body searches the one it names (absent:
+    "0", as the API does), paged by page index."""
+
+    def __init__(self, workspaces: dict[str, list[Any]]) -> None:
+        self.workspaces = workspaces
+        self.bodies: list[dict[str, Any]] = []
+        self.fail: dict[str, Exception] = {}
+
+    async def __call__(self, body: dict[str, Any]) -> Any:
+        self.bodies.append(body)
+        workspace = body.get("workspace_id", "0")
+        if workspace in self.fail:
+            raise self.fail[workspace]
+        items = self.workspaces.get(workspace, [])
+        limit, page = body["limit"], body["offset"]
+        return {"total": len(items), "items": items[page * limit : (page + 1) * limit]}
+
+
+async def test_every_configured_workspace_is_searched_each_with_its_own_pages() -> None:
+    search = WorkspaceSearch(
+        {
+            "0": [item(f"default-{i}") for i in range(3)],
+            "ws-a": [item(f"a-{i}") for i in range(5)],
+            "ws-b": [item("b-0")],
+        }
+    )
+    result = await search_all(search, settings(workspaces=["0", "ws-a"], page_size=2))
+    assert [(b["workspace_id"], b["offset"]) for b in search.bodies] == [
+        ("0", 0),
+        ("0", 1),
+        ("ws-a", 0),
+        ("ws-a", 1),
+        ("ws-a", 2),
+    ]
+    assert sorted(result.jobs) == sorted(
+        [f"default-{i}" for i in range(3)] + [f"a-{i}" for i in range(5)]
+    )
+    assert result.pages == 5
+
+
+async def test_a_failing_workspace_costs_only_its_own_jobs() -> None:
+    search = WorkspaceSearch({"0": [item("a")], "ws-b": [item("b")]})
+    search.fail["0"] = ServerError("server error: boom", status=503)
+    result = await search_all(search, settings(workspaces=["0", "ws-b"]))
+    assert list(result.jobs) == ["b"]
+    assert list(result.errors) == ["0"]
 
 
 async def test_malformed_items_are_skipped_and_the_rest_kept() -> None:
@@ -140,7 +288,7 @@ async def test_an_error_mid_way_keeps_the_pages_read_before() -> None:
     search = FakeSearch([item(f"job-{i}") for i in range(120)])
     search.fail, search.fail_on_page = ServerError("server error: boom", status=503), 1
     result = await search_all(search, settings(page_size=50))
-    assert isinstance(result.error, ServerError)
+    assert isinstance(result.errors["0"], ServerError)
     assert (result.pages, len(result.jobs)) == (1, 50)
 
 
@@ -150,7 +298,7 @@ async def test_an_answer_of_the_wrong_shape_is_an_invalid_response(answer: Any) 
         return answer
 
     result = await search_all(odd, settings())
-    assert isinstance(result.error, InvalidResponse)
+    assert isinstance(result.errors["0"], InvalidResponse)
 
 
 # --- Discovery with a real store --------------------------------------------------------------
@@ -190,7 +338,7 @@ class Watcher:
 
 def discovery(
     store: Store,
-    search: FakeSearch,
+    search: FakeSearch | WorkspaceSearch,
     watcher: Watcher,
     *,
     configured: set[str] | None = None,
@@ -378,6 +526,22 @@ async def test_api_errors_cost_a_round_and_are_logged_once(store: Store) -> None
     assert watcher.watched == {"a": {}}
 
 
+async def test_a_failing_workspace_is_logged_once_by_name_and_the_others_jobs_watched(
+    store: Store,
+) -> None:
+    search, watcher = WorkspaceSearch({"0": [item("a")], "ws-b": [item("b")]}), Watcher()
+    d = discovery(store, search, watcher, workspaces=["0", "ws-b"])
+    search.fail["ws-b"] = ServerError("server error: down", status=503)
+    with capture_logs() as logs:
+        await d.run_once()
+        await d.run_once()
+        del search.fail["ws-b"]
+        await d.run_once()
+    events = [(e["event"], e["workspace"]) for e in logs if e["event"].startswith("discovery_")]
+    assert events == [("discovery_failed", "ws-b"), ("discovery_recovered", "ws-b")]
+    assert watcher.watched == {"a": {}, "b": {}}
+
+
 async def test_malformed_items_are_logged_once(store: Store) -> None:
     search = FakeSearch([item("a"), {"metadata": {"id": "b"}}])
     d = discovery(store, search, Watcher())
@@ -479,6 +643,49 @@ def test_a_single_value_of_in_is_a_list_of_one() -> None:
     assert d.filters[0].value == ["Running"]
 
 
+def test_filter_values_are_read_as_the_arrays_of_strings_the_api_takes() -> None:
+    d = parse_settings(
+        base(
+            discovery={
+                "filters": [
+                    {"key": "name", "operator": "like", "value": "bert"},
+                    {
+                        "key": "create_time",
+                        "operator": "between",
+                        "value": [1764300000000, 1.7649e12],
+                    },
+                    {"key": "user_id", "operator": "in", "value": [7, "u-8"]},
+                ]
+            }
+        ),
+        env={},
+    ).discovery
+    assert d is not None
+    assert [f.value for f in d.filters] == [
+        ["bert"],
+        ["1764300000000", "1764900000000"],
+        ["7", "u-8"],
+    ]
+
+
+def test_the_default_workspace_is_searched_unless_workspaces_are_given() -> None:
+    d = parse_settings(base(discovery={}), env={}).discovery
+    assert d is not None and d.workspaces == ["0"]
+    d = parse_settings(base(discovery={"workspaces": ["0", "ws-a"]}), env={}).discovery
+    assert d is not None and d.workspaces == ["0", "ws-a"]
+
+
+def test_a_tag_search_within_31_days_of_create_time_is_taken() -> None:
+    window = {"key": "create_time", "operator": "between", "value": [0, 31 * 86_400_000]}
+    d = parse_settings(
+        base(discovery={"filters": [window], "tags": [{"key": "team", "values": ["llm"]}]}),
+        env={},
+    ).discovery
+    assert d is not None and [t.key for t in d.tags] == ["team"]
+    without_window = parse_settings(base(discovery={"tags": [{"key": "team"}]}), env={})
+    assert without_window.discovery is not None  # the API searches the last 31 days
+
+
 @pytest.mark.parametrize(
     ("block", "key"),
     [
@@ -510,6 +717,44 @@ def test_a_single_value_of_in_is_a_list_of_one() -> None:
             "discovery.filters[0].value",
         ),
         ({"filters": [{"key": "name", "operator": "like"}]}, "discovery.filters[0].value"),
+        (
+            {"filters": [{"key": "name", "operator": "like", "value": ["a", "b"]}]},
+            "discovery.filters[0].value",
+        ),
+        (
+            {"filters": [{"key": "phase", "operator": "in", "value": [True]}]},
+            "discovery.filters[0].value",
+        ),
+        (
+            {"filters": [{"key": "create_time", "operator": "between", "value": ["1e3", "2e3"]}]},
+            "discovery.filters[0].value",
+        ),
+        ({"workspaces": []}, "discovery.workspaces"),
+        ({"workspaces": ["0", ""]}, "discovery.workspaces"),
+        ({"workspaces": ["ws-a", "0", "ws-a"]}, "discovery.workspaces"),
+        ({"workspaces": "0"}, "discovery.workspaces"),
+        ({"tags": [{"key": " team"}]}, "discovery.tags[0].key"),
+        ({"tags": [{"key": "t" * 129}]}, "discovery.tags[0].key"),
+        ({"tags": [{"key": "team", "values": ["a", "a"]}]}, "discovery.tags[0].values"),
+        ({"tags": [{"key": "team", "values": ["a|b"]}]}, "discovery.tags[0].values"),
+        ({"tags": [{"key": "team"}, {"key": "team"}]}, "discovery.tags"),
+        ({"tags": [{"key": f"k{i}"} for i in range(11)]}, "discovery.tags"),
+        (
+            {
+                "tags": [{"key": "team"}],
+                "filters": [
+                    {"key": "create_time", "operator": "between", "value": [0, 31 * 86_400_000 + 1]}
+                ],
+            },
+            "discovery.tags",
+        ),
+        (
+            {
+                "tags": [{"key": "team"}],
+                "filters": [{"key": "create_time", "operator": "in", "value": ["0"]}],
+            },
+            "discovery.tags",
+        ),
         ({"labels": [{"name_regex": "(", "labels": {}}]}, "discovery.labels[0].name_regex"),
         (
             {"labels": [{"name_regex": "x", "labels": {"job_id": "y"}}]},

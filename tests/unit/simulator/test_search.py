@@ -72,8 +72,14 @@ def test_offset_is_a_page_index_and_the_answer_echoes_the_request() -> None:
 
 
 def test_default_order_is_newest_first_and_asc_is_oldest_first() -> None:
-    assert ids(run({})) == ["job-004", "job-003", "job-002", "job-001", "job-000"]
-    assert ids(run({"order": "asc"})) == ["job-000", "job-001", "job-002", "job-003", "job-004"]
+    assert ids(run({})) == ["job-004", "job-002", "job-001"]
+    assert ids(run({"order": "asc"})) == ["job-001", "job-002", "job-004"]
+
+
+def test_a_search_finds_the_jobs_of_one_workspace_the_default_one_unless_named() -> None:
+    assert ids(run({"order": "asc", "workspace_id": "ws-a"})) == ["job-000", "job-003"]
+    assert ids(run({"order": "asc", "workspace_id": "0"})) == ids(run({"order": "asc"}))
+    assert run({"workspace_id": "ws-nobody"})["total"] == 0
 
 
 def test_equal_create_times_are_ordered_by_id_so_paging_is_stable() -> None:
@@ -83,7 +89,8 @@ def test_equal_create_times_are_ordered_by_id_so_paging_is_stable() -> None:
 
 
 def test_only_jobs_that_exist_now_are_found() -> None:
-    assert ids(run({"order": "asc"}, t=0)) == ["job-000"]
+    assert ids(run({"order": "asc", "workspace_id": "ws-a"}, t=0)) == ["job-000"]
+    assert ids(run({"order": "asc"}, t=1)) == ["job-001"]
     assert "job-004" in ids(run({}, t=5))
     assert "job-004" not in ids(run({}, t=6))  # deleted
     assert "job-050" in ids(run({}, t=50))
@@ -93,6 +100,7 @@ def test_items_are_the_job_detail_documents() -> None:
     sim = Simulator(MIXED, manual_clock=True, wall_clock=lambda: EPOCH)
     sim.set_time(5)
     answer = sim.search({"order": "asc"})
+    assert answer["count"] == 3
     assert answer["items"] == [sim.document(i) for i in ids(answer)]
 
 
@@ -103,34 +111,36 @@ def test_items_are_the_job_detail_documents() -> None:
     ("flt", "expected"),
     [
         ({"key": "phase", "operator": "in", "value": ["Running", "Pending"]}, [0, 1, 3, 4]),
-        ({"key": "phase", "operator": "in", "value": "Completed"}, [2]),
+        ({"key": "phase", "operator": "in", "value": ["Completed"]}, [2]),
         ({"key": "phase", "operator": "not", "value": ["Running"]}, [1, 2]),
-        ({"key": "name", "operator": "like", "value": "llm"}, [0, 1, 3]),
-        ({"key": "name", "operator": "like", "value": "LLM"}, []),
+        ({"key": "name", "operator": "like", "value": ["llm"]}, [0, 1, 3]),
+        ({"key": "name", "operator": "like", "value": ["LLM"]}, []),
         ({"key": "workspace_id", "operator": "in", "value": ["ws-a"]}, [0, 3]),
         ({"key": "kind", "operator": "in", "value": ["job"]}, [0, 1, 2, 3, 4]),
         (
             {
                 "key": "create_time",
                 "operator": "between",
-                "value": [(EPOCH + 1) * 1000, (EPOCH + 3) * 1000],
+                "value": [str(int((EPOCH + 1) * 1000)), str(int((EPOCH + 3) * 1000))],
             },
             [1, 2, 3],
         ),
     ],
 )
 def test_filters(flt: dict[str, Any], expected: list[int]) -> None:
-    answer = run({"order": "asc", "filters": [flt]})
-    assert ids(answer) == [f"job-{i:03d}" for i in expected]
-    assert answer["total"] == len(expected)
+    """Over both workspaces of the scenario: each search sees its own workspace's jobs."""
+    answers = [run({"order": "asc", "workspace_id": w, "filters": [flt]}) for w in ("0", "ws-a")]
+    assert sorted(i for a in answers for i in ids(a)) == [f"job-{i:03d}" for i in expected]
+    assert sum(a["total"] for a in answers) == len(expected)
 
 
 def test_filters_combine_with_and() -> None:
     answer = run(
         {
             "order": "asc",
+            "workspace_id": "ws-a",
             "filters": [
-                {"key": "name", "operator": "like", "value": "llm"},
+                {"key": "name", "operator": "like", "value": ["llm"]},
                 {"key": "phase", "operator": "in", "value": ["Running"]},
             ],
         }
@@ -150,15 +160,37 @@ def test_filters_combine_with_and() -> None:
         ({"order": "up"}, "order"),
         ({"sort_by": "name"}, "sort_by"),
         ({"page": 1}, "unknown field"),
+        ({"workspace_id": 0}, "workspace_id"),
+        ({"workspace_id": ""}, "workspace_id"),
+        ({"tags": [{"key": "team", "values": ["a"]}]}, "tags: not supported"),
+        ({"host_ips": ["10.0.0.1"]}, "host_ips: not supported"),
         ({"filters": {}}, "filters"),
         ({"filters": [{"key": "phase", "operator": "in"}]}, "filters[0]"),
-        ({"filters": [{"key": "colour", "operator": "in", "value": []}]}, "filters[0].key"),
-        ({"filters": [{"key": "tags", "operator": "in", "value": []}]}, "not supported"),
-        ({"filters": [{"key": "phase", "operator": "eq", "value": "x"}]}, "filters[0].operator"),
-        ({"filters": [{"key": "name", "operator": "like", "value": 3}]}, "like"),
-        ({"filters": [{"key": "name", "operator": "between", "value": [1, 2]}]}, "create_time"),
-        ({"filters": [{"key": "create_time", "operator": "between", "value": [2, 1]}]}, "between"),
-        ({"filters": [{"key": "create_time", "operator": "between", "value": [1]}]}, "between"),
+        ({"filters": [{"key": "colour", "operator": "in", "value": ["x"]}]}, "filters[0].key"),
+        ({"filters": [{"key": "tags", "operator": "in", "value": ["x"]}]}, "not supported"),
+        ({"filters": [{"key": "phase", "operator": "eq", "value": ["x"]}]}, "filters[0].operator"),
+        ({"filters": [{"key": "phase", "operator": "in", "value": []}]}, "at least one"),
+        ({"filters": [{"key": "phase", "operator": "in", "value": "Running"}]}, "array of str"),
+        ({"filters": [{"key": "name", "operator": "like", "value": "llm"}]}, "array of strings"),
+        ({"filters": [{"key": "name", "operator": "like", "value": [3]}]}, "array of strings"),
+        ({"filters": [{"key": "name", "operator": "like", "value": ["a", "b"]}]}, "exactly one"),
+        ({"filters": [{"key": "name", "operator": "between", "value": ["1", "2"]}]}, "create_time"),
+        (
+            {"filters": [{"key": "create_time", "operator": "between", "value": [1, 2]}]},
+            "array of strings",
+        ),
+        (
+            {"filters": [{"key": "create_time", "operator": "between", "value": ["2", "1"]}]},
+            "low <= high",
+        ),
+        (
+            {"filters": [{"key": "create_time", "operator": "between", "value": ["1"]}]},
+            "two numbers as strings",
+        ),
+        (
+            {"filters": [{"key": "create_time", "operator": "between", "value": ["x", "2"]}]},
+            "two numbers as strings",
+        ),
     ],
 )
 def test_invalid_bodies_are_refused_naming_the_field(body: Any, message: str) -> None:
@@ -187,7 +219,7 @@ async def test_a_signed_search_is_answered_and_counted(sim_url: tuple[Simulator,
         response = await client.post(SEARCH, json={"limit": 2, "offset": 1, "order": "asc"})
         assert response.status_code == 200
         assert response.headers["x-request-id"]
-        assert ids(response.json()) == ["job-002", "job-003"]
+        assert ids(response.json()) == ["job-004"]  # page 1 of jobs 1, 2, 4 (workspace "0")
         bad = await client.post(SEARCH, json={"limit": 99})
         assert bad.status_code == 400
         assert bad.json()["error_code"] == "ModelArts.0101"
@@ -212,7 +244,7 @@ async def test_the_client_searches_signed_and_maps_errors(sim_url: tuple[Simulat
     auth = AkSkAuth("AKSEARCH", "sk-search-secret", project_id="proj")
     async with ModelArtsClient(url, "proj", auth=auth) as client:
         answer = await client.search_jobs({"offset": 0, "limit": 50, "order": "asc"})
-        assert answer["total"] == 5
+        assert answer["total"] == 3
         with pytest.raises(ApiError) as info:
             await client.search_jobs({"limit": 0})
         assert info.value.status == 400
