@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="lifetime of issued IAM tokens (default: the scenario's, else 86400)",
     )
+    sim.add_argument(
+        "--credential-ttl",
+        type=_positive,
+        metavar="SECONDS",
+        help="lifetime of the temporary AK/SK its metadata service issues (default: 3600)",
+    )
     sim.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
     sim.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     return parser
@@ -294,6 +300,7 @@ def _simulate(args: argparse.Namespace) -> int:
             credentials=credentials,
             iam_users=iam_users,
             token_ttl=args.token_ttl,
+            credential_ttl=args.credential_ttl,
         )
         runner, bound = await start(sim, host, port, ssl_context=ssl_context)
         scheme = "https" if ssl_context is not None else "http"

@@ -156,7 +156,11 @@ def _env_defaults(doc: dict[str, Any], env: Mapping[str, str]) -> None:
         api["project_id"] = env["HUAWEICLOUD_SDK_PROJECT_ID"]
     auth = doc.setdefault("auth", {})
     if isinstance(auth, dict) and auth.get("type", "aksk") == "aksk":
-        for key, var in (("ak", "HUAWEICLOUD_SDK_AK"), ("sk", "HUAWEICLOUD_SDK_SK")):
+        for key, var in (
+            ("ak", "HUAWEICLOUD_SDK_AK"),
+            ("sk", "HUAWEICLOUD_SDK_SK"),
+            ("security_token", "HUAWEICLOUD_SDK_SECURITY_TOKEN"),  # a temporary AK/SK's
+        ):
             if key not in auth and env.get(var):
                 auth[key] = env[var]
 

@@ -36,7 +36,13 @@ _Model = Model
 
 
 class ApiSettings(_Model):
-    endpoint: str
+    endpoint: str = ""
+    """The ModelArts endpoint; when left out, the one ``region`` has in the SDK's table."""
+    region: str | None = None
+    """A region id (``cn-north-4``): the ModelArts and IAM endpoints come from the official
+    SDK's region tables. Looked up when the client is built (``daemon/wiring.py``), since the
+    tables live with the API code (``modelarts/regions.py``), which config does not import;
+    ``endpoint``, when given, wins."""
     project_id: str = ""
     timeout: Duration = 10.0
     ca_file: str | None = None
@@ -62,24 +68,61 @@ class ApiSettings(_Model):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
+        if v and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
 
+    @field_validator("region")
+    @classmethod
+    def _region_id(cls, v: str | None) -> str | None:
+        if not v:  # "" from an unset ${VAR:-}: no region
+            return None
+        if not re.fullmatch(r"[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*", v):
+            raise ValueError(f"{v[:100]!r} is not a region id such as cn-north-4")
+        return v
+
+    @model_validator(mode="after")
+    def _endpoint_or_region(self) -> ApiSettings:
+        if not self.endpoint and self.region is None:
+            raise ValueError("endpoint or region is required")
+        return self
+
 
 class AuthSettings(_Model):
-    type: Literal["aksk", "token", "none"] = "aksk"
+    type: Literal["aksk", "token", "metadata", "none"] = "aksk"
     ak: str = ""
     sk: SecretStr = SecretStr("")
+    security_token: SecretStr | None = None
+    """With a temporary AK/SK (type: aksk): sent and signed as ``X-Security-Token``."""
+    # Temporary AK/SK of the host's agency (type: metadata)
+    metadata_url: str = "http://169.254.169.254"
+    """The ECS/CCE metadata service the agency's temporary credentials come from."""
     # IAM password-scoped token (type: token)
     iam_endpoint: str | None = None
-    """Default: the api.endpoint's region, e.g. https://iam.cn-north-4.myhuaweicloud.com."""
+    """Default: the IAM of api.region (or of the region whose endpoint api.endpoint is) in the
+    SDK's table, else the global https://iam.myhuaweicloud.com, as the SDK does."""
     user: str = ""
     password: SecretStr = SecretStr("")
     domain: str = ""
     """The account (domain) name the IAM user belongs to."""
     refresh_before: Duration = 3600.0
     """Fetch a new token this long before the current one expires (tokens live 24 h)."""
+
+    @field_validator("security_token")
+    @classmethod
+    def _security_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():  # "" from an unset ${VAR:-}: none
+            return None
+        if v.get_secret_value() != v.get_secret_value().strip():
+            raise ValueError("has leading or trailing white space")
+        return v
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _metadata_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+$", v.rstrip("/")):
+            raise ValueError("must be an http:// or https:// URL without a path")
+        return v.rstrip("/")
 
 
 class RetrySettings(_Model):
@@ -268,21 +311,16 @@ class Settings(_Model):
             ]
             if missing:
                 problems.append(f"auth: type token needs {', '.join(missing)}")
-            if self.auth.iam_endpoint is None and not _region(self.api.endpoint):
-                problems.append(
-                    "auth.iam_endpoint: required when api.endpoint is not "
-                    "https://modelarts.<region>.myhuaweicloud.com"
-                )
+        if self.auth.security_token is not None and self.auth.type != "aksk":
+            problems.append(
+                f"auth.security_token: only used with type aksk (a temporary AK/SK), "
+                f"not with type {self.auth.type}"
+            )
         if not self.api.project_id:
             problems.append("api.project_id: required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
         if problems:
             raise ValueError("\n".join(problems))
         return self
-
-    def iam_endpoint(self) -> str:
-        if self.auth.iam_endpoint:
-            return self.auth.iam_endpoint.rstrip("/")
-        return f"https://iam.{_region(self.api.endpoint)}.myhuaweicloud.com"
 
     def interval_for(self, job: JobSettings) -> float:
         return job.interval or self.poll.interval
@@ -290,11 +328,6 @@ class Settings(_Model):
     def jitter_for_interval(self, interval: float) -> float:
         jitter = self.poll.jitter if self.poll.jitter is not None else interval / 10
         return min(jitter, interval / 2)
-
-
-def _region(endpoint: str) -> str | None:
-    m = re.fullmatch(r"https://modelarts\.([a-z0-9-]+)\.myhuaweicloud\.com", endpoint.rstrip("/"))
-    return m.group(1) if m else None
 
 
 def split_listen(listen: str) -> tuple[str, int]:

@@ -26,9 +26,13 @@ so that nothing waits on wall time. Endpoints:
   (``usage.py``) and the job's events (``events.py``), served by ``telemetry.py``; signed like
   the job-detail endpoint, never faulted, no ``latency``.
 * ``POST /v3/auth/tokens``: IAM password authentication (``iam.py``); 201 + ``X-Subject-Token``.
+* ``PUT /meta-data/latest/api/token``, ``GET /openstack/latest/securitykey``: the metadata
+  service's temporary AK/SK (``metadata.py``). A ``/v2/`` request with ``X-Security-Token`` must
+  be signed with such an AK/SK and carry its unexpired token, else 401 ``APIG.0301``.
 * ``GET /_sim/state``: ``{"time", "end_time", "finished", "requests"}``, plus
   ``"ok_requests"`` (per job: fault-free answers) and ``"faults"`` (per kind) when fault
-  injection is configured, ``"tokens_issued"`` when IAM is, and ``"search_requests"`` (a
+  injection is configured, ``"tokens_issued"`` when IAM is, ``"credentials_issued"`` once the
+  metadata service has issued some, and ``"search_requests"`` (a
   count) once the job search has been used; ``"metrics_requests"`` and ``"events_requests"``
   (per job id) once those endpoints have been used.
 * ``POST /_sim/advance`` with ``{"seconds": n}`` or ``{"to": t}``: moves scenario time, answers
@@ -69,6 +73,7 @@ from monitor.simulator.iam import (
     iam_error,
     parse_auth_request,
 )
+from monitor.simulator.metadata import CREDENTIAL_TTL, CredentialIssuer, metadata_routes
 from monitor.simulator.scenario import Scenario
 from monitor.simulator.search import BAD_REQUEST_CODE, SearchError, search
 from monitor.simulator.telemetry import telemetry_routes
@@ -95,14 +100,17 @@ class Simulator:
         faults: FaultConfig | Mapping[str, Any] | None = None,
         iam_users: Iterable[tuple[str, str, str]] = (),
         token_ttl: float | None = None,
+        credential_ttl: float | None = None,
     ) -> None:
         """``faults`` replaces the scenario's block (a mapping is validated like it);
         ``iam_users`` (name, password, domain) add to the scenario's users, and ``token_ttl``
-        overrides its TTL. ``wall_clock`` dates the documents and expires the tokens."""
+        overrides its TTL; ``credential_ttl`` is the lifetime of the metadata service's
+        credentials. ``wall_clock`` dates the documents and expires tokens and credentials."""
         if speed is not None and not (math.isfinite(speed) and speed > 0):
             raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
-        if token_ttl is not None and not (math.isfinite(token_ttl) and token_ttl > 0):
-            raise ValueError(f"token_ttl must be a finite number > 0, got {token_ttl!r}")
+        for name, ttl in (("token_ttl", token_ttl), ("credential_ttl", credential_ttl)):
+            if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {ttl!r}")
         self.scenario = scenario
         self.speed = scenario.speed if speed is None else speed
         self.manual_clock = manual_clock
@@ -134,6 +142,7 @@ class Simulator:
         ttl = token_ttl or (scenario_iam.token_ttl if scenario_iam else TOKEN_TTL)
         self.iam = TokenIssuer(users, ttl, wall_clock) if users else None
         """``None`` when no IAM user is configured: tokens are then never issued nor accepted."""
+        self.metadata = CredentialIssuer(credential_ttl or CREDENTIAL_TTL, wall_clock)
 
     def now(self) -> float:
         """Current scenario time in seconds."""
@@ -198,6 +207,8 @@ class Simulator:
             state["faults"] = dict(self.faults.counts)
         if self.iam is not None:
             state["tokens_issued"] = len(self.iam.issued())
+        if self.metadata.count():
+            state["credentials_issued"] = self.metadata.count()
         if self.search_requests:
             state["search_requests"] = self.search_requests
         if self.metrics_requests:
@@ -221,6 +232,7 @@ def make_app(sim: Simulator) -> web.Application:
     app.router.add_post("/v2/{project_id}/training-job-searches", _job_search)
     app.router.add_post("/v3/auth/tokens", _issue_token)
     app.add_routes(telemetry_routes(sim))
+    app.add_routes(metadata_routes(sim.metadata))
     app.add_routes(admin_routes(sim))
     return app
 
@@ -280,17 +292,25 @@ async def _request_id_and_auth(request: web.Request, handler: Handler) -> web.St
 
 async def _auth_problem(request: web.Request, sim: Simulator) -> str | None:
     """Why a ``/v2/`` request is not authenticated, or ``None`` if it is (or needs not be).
-    A request carrying a token is judged by it; without one, by its AK/SK signature."""
+    A request carrying a token is judged by it; without one, by its AK/SK signature. One with
+    ``X-Security-Token`` must be signed with a temporary AK/SK that token belongs to."""
+    security_token = request.headers.get("X-Security-Token")
+    if security_token is not None:
+        reason = await _signature_problem(request, sim.metadata.secret_for)
+        authorization = request.headers.get("Authorization", "")
+        return reason or sim.metadata.problem(authorization, security_token)
     if sim.iam is not None:
         token = request.headers.get("X-Auth-Token")
         if token is not None or sim.credentials is None:
             return None if token and sim.iam.valid(token) else TOKEN_PROBLEM
     if sim.credentials is not None:
-        return await _signature_problem(request, sim.credentials)
+        return await _signature_problem(request, sim.credentials.get)
     return None
 
 
-async def _signature_problem(request: web.Request, credentials: Mapping[str, str]) -> str | None:
+async def _signature_problem(
+    request: web.Request, secret_for: Callable[[str], str | None]
+) -> str | None:
     """Why the request's AK/SK signature is not valid, or ``None`` if it is."""
     from monitor.modelarts.auth.aksk import verify
 
@@ -298,7 +318,7 @@ async def _signature_problem(request: web.Request, credentials: Mapping[str, str
     # The URL as the client sent it: Host header plus the undecoded path and query, so that
     # percent-encoding is canonicalised from the same bytes the client signed.
     url = f"{request.scheme}://{request.host}{request.raw_path}"
-    return verify(request.method, url, request.headers, body, credentials.get, time.time())
+    return verify(request.method, url, request.headers, body, secret_for, time.time())
 
 
 async def _job_detail(request: web.Request) -> web.StreamResponse:

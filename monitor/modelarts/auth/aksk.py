@@ -10,9 +10,12 @@ Why this module exists and looks the way it does:
   :func:`verify`) so the client and the fake gateway in the simulator share one implementation;
   :class:`AkSkAuth` is a thin ``httpx.Auth`` that feeds them the exact URL and body bytes httpx is
   about to send.
-* The secret key never appears in a ``repr``, a log line or an exception message raised here, and
-  :class:`AkSkAuth` keeps it only inside a closure, so an accidental ``vars(auth)`` dump does not
-  print it either.
+* The secret key and the security token of temporary credentials never appear in a ``repr``, a
+  log line or an exception message raised here; :class:`SigningKey` keeps the secret only inside
+  a closure and the token in a slot, so an accidental ``vars(auth)`` dump prints neither.
+* :class:`SigningKey` is the one place a request is signed: :class:`AkSkAuth` holds one for
+  permanent (or configured temporary) credentials, ``metadata.py`` swaps in a new one whenever
+  the host's agency credentials are renewed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "DATE_FORMAT",
     "UNSIGNED_HEADERS",
     "AkSkAuth",
+    "SigningKey",
     "canonical_query",
     "canonical_request",
     "sign",
@@ -258,45 +262,46 @@ def verify(
     return None
 
 
-class AkSkAuth(httpx.Auth):
-    """Signs every request with AK/SK, as the official SDK does, on the exact bytes httpx sends.
+class SigningKey:
+    """An access key, its secret and, for temporary credentials, their security token.
 
-    Adds ``X-Sdk-Date`` (from ``clock``), ``Host`` if absent and ``X-Project-Id`` when
-    ``project_id`` is given, then ``Authorization``. The query string is rewritten into its
-    canonical form (sorted, ``%20`` for a space) before signing, as the SDK sends it, so the
-    gateway never has to guess whether ``+`` means a space. Headers in :data:`UNSIGNED_HEADERS`
-    are sent but not signed.
+    Slotted and unprintable beyond the AK: the secret lives only in the HMAC closure and the
+    token in a slot, so neither ``repr`` nor an accidental ``vars()`` dump shows them. One object
+    so that temporary credentials (``metadata.py``) are replaced whole, never half-updated
+    between two requests.
     """
 
-    requires_request_body = True
+    __slots__ = ("_mac", "ak", "security_token")
 
-    def __init__(
-        self,
-        ak: str,
-        sk: str,
-        *,
-        project_id: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, ak: str, sk: str, security_token: str | None = None) -> None:
         if not ak:
             raise ValueError("ak is required")
         if not sk:
             raise ValueError("sk is required")
+        if security_token is not None and not security_token.strip():
+            raise ValueError("security_token must not be blank")
         self.ak = ak
-        self.project_id = project_id
-        self._clock = clock
-        self._mac = _mac_for(sk)  # the secret lives only in this closure
+        self.security_token = security_token
+        self._mac = _mac_for(sk)
 
     def __repr__(self) -> str:
-        return f"AkSkAuth(ak={self.ak!r}, sk=***, project_id={self.project_id!r})"
+        token = ", security_token=***" if self.security_token is not None else ""
+        return f"SigningKey(ak={self.ak!r}, sk=***{token})"
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sign_request(self, request: httpx.Request, *, now: float, project_id: str | None) -> None:
+        """Sign ``request`` in place on the exact bytes httpx sends, as the SDK does.
+
+        Like the SDK's ``Credentials.sign_request``, ``X-Security-Token`` is added *before*
+        signing, so the gateway sees it covered by the signature.
+        """
         headers = request.headers
-        headers["X-Sdk-Date"] = datetime.fromtimestamp(self._clock(), UTC).strftime(DATE_FORMAT)
+        headers["X-Sdk-Date"] = datetime.fromtimestamp(now, UTC).strftime(DATE_FORMAT)
         if "host" not in headers:
             headers["Host"] = request.url.netloc.decode("ascii")
-        if self.project_id is not None:
-            headers["X-Project-Id"] = self.project_id
+        if project_id is not None:
+            headers["X-Project-Id"] = project_id
+        if self.security_token is not None:
+            headers["X-Security-Token"] = self.security_token
         headers.pop("Authorization", None)
         if request.url.query:
             query = canonical_query(request.url.query.decode("ascii"))
@@ -307,4 +312,39 @@ class AkSkAuth(httpx.Auth):
         headers["Authorization"] = _authorization(
             request.method, path, query, to_sign, request.content, self.ak, self._mac
         )
+
+
+class AkSkAuth(httpx.Auth):
+    """Signs every request with AK/SK, as the official SDK does, on the exact bytes httpx sends.
+
+    Adds ``X-Sdk-Date`` (from ``clock``), ``Host`` if absent, ``X-Project-Id`` when
+    ``project_id`` is given and ``X-Security-Token`` when ``security_token`` is (temporary
+    AK/SK), then ``Authorization``. The query string is rewritten into its canonical form
+    (sorted, ``%20`` for a space) before signing, as the SDK sends it, so the gateway never has
+    to guess whether ``+`` means a space. Headers in :data:`UNSIGNED_HEADERS` are sent but not
+    signed.
+    """
+
+    requires_request_body = True
+
+    def __init__(
+        self,
+        ak: str,
+        sk: str,
+        *,
+        project_id: str | None = None,
+        security_token: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = SigningKey(ak, sk, security_token)  # the secrets live only in there
+        self.ak = ak
+        self.project_id = project_id
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        token = ", security_token=***" if self._key.security_token is not None else ""
+        return f"AkSkAuth(ak={self.ak!r}, sk=***{token}, project_id={self.project_id!r})"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._key.sign_request(request, now=self._clock(), project_id=self.project_id)
         yield request

@@ -566,3 +566,72 @@ def test_odd_values_that_used_to_raise_a_traceback_are_one_line(
     doc: dict[str, Any], expected: str
 ) -> None:
     assert problems_of(doc) == [expected]
+
+
+# --- temporary credentials, the metadata service and regions ---------------------------------
+
+TEMP_TOKEN = "temporary-security-token-that-must-never-leak"
+
+
+def test_the_security_token_comes_from_the_sdk_variable_like_ak_and_sk() -> None:
+    env = {**SDK_ENV, "HUAWEICLOUD_SDK_SECURITY_TOKEN": TEMP_TOKEN}
+    s = parse_settings({"api": {"endpoint": "https://modelarts.example.com"}}, env=env)
+    assert s.auth.security_token is not None
+    assert s.auth.security_token.get_secret_value() == TEMP_TOKEN
+    explicit = base(auth={"type": "aksk", "ak": "A", "sk": "S", "security_token": "mine"})
+    written = parse_settings(explicit, env=env).auth.security_token
+    assert written is not None and written.get_secret_value() == "mine"
+
+
+def test_no_security_token_by_default_and_an_empty_one_is_none() -> None:
+    assert parse_settings(base(), env={}).auth.security_token is None
+    doc = base(auth={"type": "aksk", "ak": "A", "sk": "S", "security_token": ""})
+    assert parse_settings(doc, env={}).auth.security_token is None
+
+
+def test_the_security_token_never_appears_in_repr_str_or_errors() -> None:
+    doc = base(auth={"type": "aksk", "ak": "A", "sk": "S", "security_token": TEMP_TOKEN})
+    s = parse_settings(doc, env={})
+    assert TEMP_TOKEN not in repr(s) and TEMP_TOKEN not in str(s)
+    doc["api"]["endpoint"] = "not-a-url"
+    assert all(TEMP_TOKEN not in p for p in problems_of(doc))
+
+
+def test_a_security_token_with_another_auth_type_is_refused() -> None:
+    doc = base(auth={"type": "metadata", "security_token": TEMP_TOKEN})
+    assert problems_of(doc) == [
+        "auth.security_token: only used with type aksk (a temporary AK/SK), not with type metadata"
+    ]
+
+
+def test_auth_type_metadata_needs_no_keys_and_defaults_to_the_link_local_service() -> None:
+    s = parse_settings(base(auth={"type": "metadata"}), env=SDK_ENV)
+    assert s.auth.type == "metadata"
+    assert s.auth.metadata_url == "http://169.254.169.254"
+    assert s.auth.ak == "", "the SDK variables fill ak/sk only for type aksk"
+    pointed = base(auth={"type": "metadata", "metadata_url": "http://127.0.0.1:8080/"})
+    assert parse_settings(pointed, env={}).auth.metadata_url == "http://127.0.0.1:8080"
+
+
+def test_a_metadata_url_with_a_path_is_refused() -> None:
+    doc = base(auth={"type": "metadata", "metadata_url": "http://169.254.169.254/openstack"})
+    assert problems_of(doc) == [
+        "auth.metadata_url: must be an http:// or https:// URL without a path"
+    ]
+
+
+def test_a_region_alone_is_enough_for_the_api_section() -> None:
+    s = parse_settings(base(api={"region": "ap-southeast-1", "project_id": "p"}), env={})
+    assert s.api.region == "ap-southeast-1"
+    assert s.api.endpoint == "", "looked up in the region table when the client is built"
+
+
+def test_neither_endpoint_nor_region_is_one_problem_naming_both() -> None:
+    assert problems_of(base(api={"project_id": "p"})) == ["api: endpoint or region is required"]
+
+
+def test_a_region_that_is_not_a_region_id_is_refused() -> None:
+    doc = base(api={"region": "https://modelarts.cn-north-4.myhuaweicloud.com", "project_id": "p"})
+    [problem] = problems_of(doc)
+    assert problem.startswith("api.region: ")
+    assert "is not a region id such as cn-north-4" in problem

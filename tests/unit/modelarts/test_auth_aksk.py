@@ -580,3 +580,89 @@ def test_errors_never_mention_the_sk() -> None:
         AkSkAuth("MYAK", "")
     for exc in (no_host, bad_date, no_date, empty_sk):
         assert SECRET not in str(exc.value)
+
+
+# --- temporary credentials: the security token ------------------------------------------------
+
+TOKEN = "gQpjbi1ub3J0aC00-temporary+token/value=="
+
+
+def sdk_temporary_authorization(
+    method: str,
+    resource_path: str,
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    body: bytes,
+    token: str,
+) -> SdkRequest:
+    """The SDK's own path for temporary AK/SK: ``with_security_token`` then ``sign_request``,
+    which adds ``X-Security-Token`` to the request before signing it."""
+    request = SdkRequest(
+        method=method,
+        schema="https",
+        host=HOST,
+        resource_path=resource_path,
+        query_params=list(query),
+        header_params=dict(headers),
+        body=body,
+    )
+    return BasicCredentials(AK, SK).with_security_token(token).sign_request(request)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST"]),
+    token=st.text(
+        alphabet=string.ascii_letters + string.digits + "+/=-_.", min_size=1, max_size=80
+    ),
+    project_id=st.one_of(st.none(), st.text(alphabet=string.hexdigits, min_size=1, max_size=32)),
+    body=st.binary(max_size=32),
+)
+def test_security_token_is_sent_and_signed_exactly_as_the_sdk_does(
+    method: str, token: str, project_id: str | None, body: bytes
+) -> None:
+    """With a security token the header, the signed-header list and the signature all equal
+    what the official SDK's ``BasicCredentials(ak, sk).with_security_token(token)`` sends."""
+    auth = AkSkAuth(AK, SK, project_id=project_id, security_token=token, clock=fixed_clock())
+    request = httpx.Request(
+        method, JOB_URL, params={"b": "2", "a": "1"}, headers=JSON, content=body or None
+    )
+    received, _ = send(auth, request)
+
+    assert received.headers["X-Security-Token"] == token
+    signed = {
+        k: v
+        for k, v in received.headers.items()
+        if k.lower() not in UNSIGNED_HEADERS and k.lower() != "x-security-token"
+    }
+    sdk = sdk_temporary_authorization(
+        method, "/v2/PROJ/training-jobs/JOBID", [("b", "2"), ("a", "1")], signed, body, token
+    )
+    assert sdk.header_params["X-Security-Token"] == token
+    assert received.headers["Authorization"] == sdk.header_params["Authorization"]
+    assert "x-security-token" in received.headers["Authorization"]
+
+
+def test_a_tampered_security_token_fails_verification() -> None:
+    """The token is covered by the signature: a gateway sees a swapped token as a bad request."""
+    auth = AkSkAuth(AK, SK, security_token=TOKEN, clock=fixed_clock())
+    received, _ = send(auth, httpx.Request("GET", JOB_URL))
+    target = received.url.raw_path.decode()
+    assert verify("GET", target, received.headers, b"", secrets(), now=EPOCH) is None
+    tampered = _with(received.headers, "X-Security-Token", TOKEN + "x")
+    assert verify("GET", target, tampered, b"", secrets(), now=EPOCH) == "signature mismatch"
+
+
+def test_security_token_is_in_no_repr_or_attribute_dump() -> None:
+    """The token is a credential: repr(), str() and vars() mask it like the SK."""
+    auth = AkSkAuth("MYAK", SECRET, security_token=TOKEN)
+    for text in (repr(auth), str(auth), str(vars(auth)), repr(vars(auth))):
+        assert TOKEN not in text
+        assert SECRET not in text
+    assert "security_token=***" in repr(auth)
+
+
+def test_without_a_security_token_no_header_is_sent() -> None:
+    """Permanent AK/SK send no X-Security-Token (the gateway would reject an empty one)."""
+    received, _ = send(AkSkAuth(AK, SK, clock=fixed_clock()), httpx.Request("GET", JOB_URL))
+    assert "X-Security-Token" not in received.headers
