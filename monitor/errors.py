@@ -8,6 +8,7 @@
         ├── AuthError          401/403: credentials or signature rejected
         ├── RateLimited        429: throttled; ``retry_after`` seconds when the server said
         ├── JobNotFound        400 ModelArts.2775: the job is gone
+        ├── EndpointNotFound   404 (gateway APIG.0101): no such API here; endpoint or region wrong
         ├── InvalidResponse    the body is not a job-detail document we can trust
         └── TransientError     worth retrying later
             ├── ServerError    5xx
@@ -86,6 +87,15 @@ class RateLimited(ApiError):
 
 class JobNotFound(ApiError):
     result = "not_found"
+
+
+class EndpointNotFound(ApiError):
+    """404: the host answered, but no such API lives there (the gateway's ``APIG.0101``), so
+    ``api.endpoint`` or ``api.region`` names the wrong service or region. Never a gone job
+    (ModelArts says that with 400 ``ModelArts.2775``). Counted as ``invalid_response``, the
+    label the ``polls_total`` contract has for an answer that is not the API's."""
+
+    result = "invalid_response"
 
 
 class InvalidResponse(ApiError):

@@ -194,17 +194,27 @@ def _run(path: str) -> int:
 
 
 async def _check(settings: Settings) -> int:
+    """One line per job; a cause that fails every job alike (``diagnose``) is said once, for
+    the jobs not yet fetched, which are then not fetched (each would wait for the same DNS
+    failure or refused connection)."""
+    from monitor.cli.diagnose import diagnose
     from monitor.daemon.wiring import build_client
     from monitor.modelarts.parse import parse_job
 
     problems = 0
     async with build_client(settings) as client:
-        for job in settings.jobs:
+        for i, job in enumerate(settings.jobs):
             try:
                 snap = parse_job(await client.get_job(job.id), job.id)
             except ApiError as exc:
                 problems += 1
-                print(f"job {job.id}: {exc.result}: {exc}")
+                found = diagnose(exc, settings)
+                left = len(settings.jobs) - i
+                if found.everywhere and left > 1:
+                    who = f"all {left} jobs" if i == 0 else f"job {job.id} and {left - 1} more"
+                    print(f"{who}: {exc.result}: {found.text}")
+                    break
+                print(f"job {job.id}: {exc.result}: {found.text}")
                 continue
             print(f"job {job.id}: ok ({snap.name}, {snap.phase or 'no phase'})")
     if not settings.jobs:

@@ -486,3 +486,399 @@ def test_once_exits_1_when_the_api_does_not_know_the_job(
     (line,) = capsys.readouterr().out.splitlines()
     assert rc == 1
     assert line.startswith("# job job-missing: not_found: ")
+
+
+# --- check explains what to fix ---------------------------------------------------------------
+#
+# Each misconfiguration an operator can fix gets one exact line naming the key to change. The
+# ModelArts side is the simulator where it can play the part, else a loopback ``FakeCloud``
+# that answers every request from a table of (path prefix -> status, headers, body).
+
+Answer = tuple[int, dict[str, str], bytes]
+ENDPOINT_FIX = (
+    "set api.region to the job's region (e.g. cn-north-4), or api.endpoint to that region's "
+    "ModelArts endpoint"
+)
+
+
+def gateway(status: int, code: str, msg: str) -> Answer:
+    body = {"error_code": code, "error_msg": msg, "request_id": "0f1e2d3c"}
+    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+class FakeCloud:
+    """A threaded HTTP(S) server on 127.0.0.1 answering by path prefix; records the paths."""
+
+    def __init__(self, routes: dict[str, Answer], ssl_context: Any = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.paths: list[str] = []
+        cloud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                cloud.paths.append(self.path)
+                prefix = max((p for p in routes if self.path.startswith(p)), key=len)
+                status, headers, body = routes[prefix]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if ssl_context is not None:
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        import threading
+
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def cloud() -> Iterator[Any]:
+    """``cloud(routes)`` starts a ``FakeCloud``; all are stopped after the test."""
+    started: list[FakeCloud] = []
+
+    def start(routes: dict[str, Answer], ssl_context: Any = None) -> FakeCloud:
+        started.append(FakeCloud(routes, ssl_context))
+        return started[-1]
+
+    yield start
+    for fake in started:
+        fake.close()
+
+
+def edit_config(path: Path, **blocks: dict[str, Any]) -> Path:
+    """The config at ``path`` with keys of its top-level blocks replaced."""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for block, keys in blocks.items():
+        doc[block] = {**doc.get(block, {}), **keys}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def check_lines(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    rc = main(["check", "--config", str(config)])
+    return rc, capsys.readouterr().out.splitlines()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # released again: nothing listens there
+
+
+def test_check_on_a_wrong_endpoint_says_once_that_api_endpoint_names_the_wrong_service(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = cloud(
+        {
+            "/": gateway(
+                404,
+                "APIG.0101",
+                "The API does not exist or has not been published in the environment",
+            )
+        }
+    )
+    config = write_config(tmp_path, fake.url, ["job-a", "job-b", "job-c"])
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"all 3 jobs: invalid_response: no ModelArts API at {fake.url} (HTTP 404 APIG.0101): "
+        f"api.endpoint names the wrong service or region; {ENDPOINT_FIX}"
+    ]
+    assert len(fake.paths) == 1  # the other jobs would only have failed the same way
+
+
+def test_check_on_an_endpoint_whose_host_does_not_resolve_names_api_endpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = "http://modelarts.no-such-region.invalid"  # .invalid never resolves (RFC 6761)
+    config = write_config(tmp_path, endpoint, ["job-a", "job-b"])
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"all 2 jobs: network_error: cannot reach ModelArts at {endpoint}:80: its host name "
+        f"does not resolve (DNS); api.endpoint is wrong: {ENDPOINT_FIX}"
+    ]
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_check_on_a_port_where_nothing_listens_says_connection_refused_once(
+    transport: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = closed_port()
+    config = write_config(tmp_path, f"http://127.0.0.1:{port}", ["job-a", "job-b"])
+    edit_config(config, api={"transport": transport})
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"all 2 jobs: network_error: cannot reach ModelArts at http://127.0.0.1:{port}: "
+        f"connection refused, nothing listens there; api.endpoint is wrong: {ENDPOINT_FIX}"
+    ]
+
+
+def test_check_on_a_host_whose_certificate_is_for_another_name_says_so(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("modelarts.elsewhere.example").configure_cert(server_ctx)
+    fake = cloud({"/": gateway(200, "unused", "unused")}, server_ctx)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    config = write_config(tmp_path, fake.url, ["job-a"])
+    edit_config(config, api={"ca_file": str(bundle)})
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"job job-a: network_error: cannot reach ModelArts at {fake.url}: its TLS certificate "
+        f"is for another host name; api.endpoint is wrong: {ENDPOINT_FIX}"
+    ]
+
+
+def test_check_with_a_project_id_the_credentials_do_not_belong_to_names_api_project_id(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = cloud({"/": gateway(403, "ModelArts.0210", "Project id mismatch.")})
+    config = write_config(tmp_path, fake.url, ["job-a", "job-b"])
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    expected = (
+        "auth_error: project proj-cli does not match these credentials "
+        "(HTTP 403 ModelArts.0210): set api.project_id to the id of the project of the job's "
+        "region (console: My Credentials > API Credentials)"
+    )
+    assert lines == [f"job job-a: {expected}", f"job job-b: {expected}"]
+
+
+@pytest.mark.parametrize("wrong", ["ak", "sk"])
+def test_check_with_a_wrong_access_or_secret_key_names_auth_ak_and_auth_sk(
+    wrong: str, simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "definitely-not-the-secret"
+    config = write_config(tmp_path, simulator, ["job-a"], sk=secret if wrong == "sk" else SK)
+    if wrong == "ak":
+        edit_config(config, auth={"ak": "AKNOTKNOWNHERE"})
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        "job job-a: auth_error: the AK/SK signature was rejected (HTTP 401 APIG.0301): "
+        "auth.ak or auth.sk is wrong (or this host's clock is more than 15 minutes off)"
+    ]
+    assert secret not in "".join(lines)
+
+
+def test_check_with_credentials_lacking_permission_says_to_grant_a_policy(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = cloud({"/": gateway(403, "ModelArts.0222", "Policy doesn't allow this action.")})
+    config = write_config(tmp_path, fake.url, ["job-a"])
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        "job job-a: auth_error: permission denied (HTTP 403 ModelArts.0222): the credentials "
+        "are valid but may not read training jobs in project proj-cli; grant their IAM user "
+        "or agency a ModelArts policy (e.g. ModelArts CommonOperations) in that project"
+    ]
+
+
+def iam_token(expires_at: str = "2099-01-01T00:00:00.000000Z") -> Answer:
+    body = {"token": {"issued_at": "2026-01-01T00:00:00.000000Z", "expires_at": expires_at}}
+    headers = {"Content-Type": "application/json", "X-Subject-Token": "tok-from-fake-iam"}
+    return 201, headers, json.dumps(body).encode()
+
+
+def token_config(tmp_path: Path, endpoint: str, iam: str) -> Path:
+    config = write_config(tmp_path, endpoint, ["job-a"])
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    doc["auth"] = {
+        "type": "token",
+        "user": "ops",
+        "password": "the-iam-password",
+        "domain": "acme",
+        "iam_endpoint": iam,
+    }
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return config
+
+
+def test_check_with_a_token_modelarts_rejects_as_expired_says_so_and_which_keys_to_check(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = cloud(
+        {
+            "/v3/auth/tokens": iam_token(),
+            "/v2/": gateway(401, "ModelArts.0203", "The token has expired."),
+        }
+    )
+    config = token_config(tmp_path, fake.url, fake.url)
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        "job job-a: auth_error: the IAM token was rejected as invalid or expired, also right "
+        "after a new one was fetched (HTTP 401 ModelArts.0203): check auth.user and "
+        "auth.domain, and that api.project_id is the project the user may act in"
+    ]
+    assert sum(p.startswith("/v3/auth/tokens") for p in fake.paths) == 2  # fetched, refreshed
+
+
+def test_check_with_a_wrong_iam_password_names_the_password_keys_not_the_password(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keystone = {
+        "error": {
+            "code": 401,
+            "message": "The username or password is wrong.",
+            "title": "Unauthorized",
+        }
+    }
+    fake = cloud({"/": (401, {"Content-Type": "application/json"}, json.dumps(keystone).encode())})
+    config = token_config(tmp_path, fake.url, fake.url)
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        "job job-a: auth_error: IAM refused the password login (HTTP 401): auth.user, "
+        "auth.password or auth.domain is wrong (auth.domain is the account name, not the user's)"
+    ]
+    assert "the-iam-password" not in "".join(lines)
+
+
+def test_check_when_the_iam_endpoint_refuses_connections_names_auth_iam_endpoint(
+    simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iam = f"http://127.0.0.1:{closed_port()}"
+    config = token_config(tmp_path, simulator, iam)
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"job job-a: network_error: cannot reach IAM at {iam}: connection refused, nothing "
+        "listens there; auth.iam_endpoint is wrong: set it to the IAM endpoint of the job's "
+        "region (e.g. https://iam.cn-north-4.myhuaweicloud.com)"
+    ]
+
+
+def test_check_with_an_expired_security_token_says_to_renew_the_temporary_credentials(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = cloud({"/": gateway(401, "APIG.0301", "Incorrect IAM authentication information")})
+    config = write_config(tmp_path, fake.url, ["job-a"])
+    edit_config(config, auth={"security_token": "temporary-session-token-value"})
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        "job job-a: auth_error: the temporary credentials were rejected as invalid or expired "
+        "(HTTP 401 APIG.0301): renew auth.ak, auth.sk and auth.security_token together, or "
+        "use auth.type metadata"
+    ]
+    assert "temporary-session-token-value" not in "".join(lines)
+
+
+def metadata_config(tmp_path: Path, endpoint: str, metadata_url: str) -> Path:
+    config = write_config(tmp_path, endpoint, ["job-a", "job-b"])
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    doc["auth"] = {"type": "metadata", "metadata_url": metadata_url}
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return config
+
+
+def test_check_off_cloud_with_auth_type_metadata_says_the_metadata_service_is_unreachable(
+    simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata_url = f"http://127.0.0.1:{closed_port()}"
+    config = metadata_config(tmp_path, simulator, metadata_url)
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"all 2 jobs: network_error: cannot reach the metadata service at {metadata_url} "
+        "(connection refused, nothing listens there): auth.type metadata works only on an ECS "
+        "or CCE host with an agency; elsewhere use auth.type aksk with auth.ak and auth.sk, or "
+        "fix auth.metadata_url"
+    ]
+
+
+def test_check_on_a_host_without_an_agency_says_so_once(
+    cloud: Any, simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    no_agency = b"Please configure Cloud Service Agency first"
+    metadata = cloud({"/": (401, {"Content-Type": "text/plain"}, no_agency)})
+    config = metadata_config(tmp_path, simulator, metadata.url)
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        f"all 2 jobs: auth_error: the metadata service at {metadata.url} has no credentials: "
+        "the host has no agency (give the ECS/CCE host an agency with ModelArts permissions) "
+        "(status=401)"
+    ]
+
+
+def test_check_says_a_cause_common_to_every_job_once_for_the_jobs_left_after_one_ok(
+    cloud: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {
+        "kind": "job",
+        "metadata": {"id": "job-a", "name": "alpha"},
+        "status": {"phase": "Running"},
+    }
+    fake = cloud(
+        {
+            "/v2/proj-cli/training-jobs/job-a": (200, {}, json.dumps(doc).encode()),
+            "/": gateway(404, "APIG.0101", "The API does not exist"),
+        }
+    )
+    config = write_config(tmp_path, fake.url, ["job-a", "job-b", "job-c"])
+
+    rc, lines = check_lines(config, capsys)
+
+    assert rc == 1
+    assert lines == [
+        "job job-a: ok (alpha, Running)",
+        f"job job-b and 1 more: invalid_response: no ModelArts API at {fake.url} (HTTP 404 "
+        f"APIG.0101): api.endpoint names the wrong service or region; {ENDPOINT_FIX}",
+    ]
