@@ -212,6 +212,7 @@ def _drafts(prev: JobSnapshot | None, cur: JobSnapshot) -> list[Draft]:
                     {
                         "index": index,
                         "start_at": record.start_at,
+                        "xpu_start_at": record.xpu_start_at,
                         "start_type": record.start_type,
                     },
                 )

@@ -59,6 +59,8 @@ RECOVER_RESULTS: tuple[str, ...] = (
 )
 """The documented outcomes of ``recover_records[].recover_result`` (SDK 3.1.219), ``recovering``
 left out: it is what a record says before it has an outcome."""
+RETRY_ANNOTATION = "fault-tolerance/job-retry-num"
+"""The ``metadata.annotations`` key that holds the automatic-restart limit, as a string."""
 TERMINAL_PHASES = frozenset({"Completed", "Failed", "Terminated", "Abnormal"})
 OTHER = "other"
 
@@ -88,11 +90,17 @@ TIME_MS = Bound(0, YEAR_2200_S * 1000, "Unix milliseconds, before the year 2200"
 """``metadata.create_time``, ``status.start_time`` (0 before the start) and the timestamps of
 ``status.node_count_metrics``."""
 TIME_S = Bound(0, YEAR_2200_S, "Unix seconds, before the year 2200")
-"""``running_records[].start_at`` / ``end_at`` and ``recover_records[].recover_start_at`` /
-``recover_end_at``."""
+"""``running_records[].start_at`` / ``end_at`` / ``xpu_start_at`` and
+``recover_records[].recover_start_at`` / ``recover_end_at``."""
 NODE_COUNT = Bound(0, 100_000, "a number of nodes, at most 100,000")
 """``spec.resource.node_count`` and the counts of ``status.node_count_metrics``; no pool comes
 near 100,000 nodes."""
+RETRY_LIMIT = Bound(0, 10_000, "a number of automatic restarts, at most 10,000")
+"""``metadata.annotations["fault-tolerance/job-retry-num"]``: a small count; the bound catches
+a timestamp or an id sent in its place."""
+ACCELERATORS_PER_NODE = Bound(0, 1_024, "accelerators on one node, at most 1,024")
+"""``flavor_info.gpu/npu.unit_num`` and ``main_container_allocated_resources.accelerator_num``:
+a node holds 8 or 16 cards; 1,024 leaves room and still catches a byte count sent as cards."""
 EXIT_CODE = Bound(-(2**31), 2**31 - 1, "a 32-bit signed exit code")
 """``task_statuses[].exit_code``: what a process exit status can be on any platform."""
 NAME_LIMIT = 64
@@ -125,6 +133,9 @@ class RunningRecord:
 
     start_at: int | None = None
     end_at: int | None = None
+    xpu_start_at: int | None = None
+    """When the run's accelerators started (SDK-only field): after ``start_at`` by the time the
+    cards took to come up."""
     start_type: str = ""
     end_reason: str = ""
     end_related_task: str = ""
@@ -157,9 +168,20 @@ class JobSnapshot:
     engine_name: str = ""
     engine_version: str = ""
     flavor_id: str = ""
+    flavor_name: str = ""
     flavor_type: str = ""
+    """``flavor_detail.flavor_type`` (public pools), else derived from the allocated
+    accelerator type (dedicated pools: ``CPU``, ``GPU`` or ``Ascend``)."""
     pool_id: str = ""
+    pool_name: str = ""
     requested_nodes: int | None = None
+    retry_limit: int | None = None
+    """The automatic-restart limit (annotation ``fault-tolerance/job-retry-num``); None if unset."""
+    accelerator_type: str = ""
+    """``gpu`` (the SDK's ``flavor_info.gpu``, or a non-Ascend allocated type), ``npu`` (Ascend:
+    ``flavor_info.npu``, or an ``ascend-*`` allocated type), or "" when the job holds none."""
+    accelerators: int | None = None
+    """Accelerators the job holds in all: per-node count x ``requested_nodes``; None if none."""
     phase: str = ""
     secondary_phase: str = ""
     duration_ms: int | None = None

@@ -9,6 +9,9 @@ its ``format``; a change of the stored form is a new format with an upgrade step
   was versioned, schema version 3 and older); read by upgrading to 2.
 - format 2: the same names, explicit, with ``"format": 2``.
 - format 3: adds ``occurrences`` (first event id -> count); read from 2 with none counted.
+- format 4: the snapshot adds ``flavor_name``, ``pool_name``, ``retry_limit``,
+  ``accelerator_type`` and ``accelerators``, and running records ``xpu_start_at``; read from 3
+  with them unknown (empty, ``None``) until the next poll fills them in.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class JobState:
         return self.snapshot is not None and not self.gone and self.snapshot.phase == "Running"
 
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 
 
 class StoredFormError(ValueError):
@@ -112,6 +115,7 @@ def decode_state(doc: object) -> JobState:
 _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda doc: {**doc, "format": 2},  # same names; what 1 lacked has defaults in 2
     2: lambda doc: {**doc, "format": 3, "occurrences": {}},  # nothing was counted before 3
+    3: lambda doc: {**doc, "format": 4},  # the new snapshot names have defaults: unknown yet
 }
 """``_UPGRADES[n]`` takes a stored state from format n to n+1."""
 
@@ -201,9 +205,14 @@ _SNAPSHOT_SCALARS = (
     "engine_name",
     "engine_version",
     "flavor_id",
+    "flavor_name",
     "flavor_type",
     "pool_id",
+    "pool_name",
     "requested_nodes",
+    "retry_limit",
+    "accelerator_type",
+    "accelerators",
     "phase",
     "secondary_phase",
     "duration_ms",
@@ -214,6 +223,7 @@ _SNAPSHOT_SCALARS = (
 _RECORD_SCALARS = (
     "start_at",
     "end_at",
+    "xpu_start_at",
     "start_type",
     "end_reason",
     "end_related_task",

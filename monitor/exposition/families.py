@@ -66,6 +66,8 @@ def _info(s: JobSnapshot, st: JobState) -> list[Sample]:
                 "flavor_id": s.flavor_id,
                 "flavor_type": s.flavor_type,
                 "pool_id": s.pool_id,
+                "pool_name": s.pool_name,
+                "flavor_name": s.flavor_name,
             },
             1.0,
         )
@@ -89,6 +91,8 @@ JOB_FAMILIES: tuple[Family, ...] = (
             "flavor_id",
             "flavor_type",
             "pool_id",
+            "pool_name",
+            "flavor_name",
         ),
         _info,
     ),
@@ -199,6 +203,29 @@ JOB_FAMILIES: tuple[Family, ...] = (
                 for t in s.task_statuses
                 if t.exit_code is not None and t.task
             ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_retry_limit",
+        "gauge",
+        "Automatic restarts allowed on faults (metadata.annotations"
+        " fault-tolerance/job-retry-num); absent when the job sets none." + CACHED,
+        (),
+        (lambda s, st: one(s.retry_limit)),
+    ),
+    Family(
+        "modelarts_training_job_accelerators",
+        "gauge",
+        "Accelerators the job holds in all: per-node cards (flavor_detail.flavor_info on public"
+        " pools, main_container_allocated_resources on dedicated ones) x spec.resource.node_count;"
+        " type gpu or npu (Ascend); absent when the job holds none." + CACHED,
+        ("type",),
+        (
+            lambda s, st: (
+                [({"type": s.accelerator_type}, float(s.accelerators))]
+                if s.accelerators and s.accelerator_type
+                else []
+            )
         ),
     ),
     Family(

@@ -27,10 +27,13 @@ from typing import Any
 
 from monitor.core.hang import USAGE_METRICS
 from monitor.core.job import (
+    ACCELERATORS_PER_NODE,
     DURATION_MS,
     EXIT_CODE,
     NAME_LIMIT,
     NODE_COUNT,
+    RETRY_ANNOTATION,
+    RETRY_LIMIT,
     TIME_MS,
     TIME_S,
     Bound,
@@ -76,6 +79,9 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
         )
 
     nodes, nodes_at = _newest_point(status.get("node_count_metrics"))
+    annotations = _obj(metadata.get("annotations"), "metadata.annotations")
+    requested = _int(resource.get("node_count"), "spec.resource.node_count", NODE_COUNT)
+    flavor_type, accelerator, per_node = _accelerators(resource, flavor_detail)
     return JobSnapshot(
         job_id=job_id,
         name=_line(metadata.get("name"), "metadata.name", NAME_LIMIT),
@@ -86,11 +92,18 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
         engine_name=_line(engine.get("engine_name"), "algorithm.engine.engine_name"),
         engine_version=_line(engine.get("engine_version"), "algorithm.engine.engine_version"),
         flavor_id=_line(resource.get("flavor_id"), "spec.resource.flavor_id"),
-        flavor_type=_line(
-            flavor_detail.get("flavor_type"), "spec.resource.flavor_detail.flavor_type"
-        ),
+        flavor_name=_line(resource.get("flavor_name"), "spec.resource.flavor_name"),
+        flavor_type=flavor_type,
         pool_id=_line(resource.get("pool_id"), "spec.resource.pool_id"),
-        requested_nodes=_int(resource.get("node_count"), "spec.resource.node_count", NODE_COUNT),
+        pool_name=_line(resource.get("pool_name"), "spec.resource.pool_name"),
+        requested_nodes=requested,
+        retry_limit=_int_text(
+            annotations.get(RETRY_ANNOTATION),
+            f"metadata.annotations[{RETRY_ANNOTATION!r}]",
+            RETRY_LIMIT,
+        ),
+        accelerator_type=accelerator if per_node and requested else "",
+        accelerators=per_node * requested if per_node and requested else None,
         phase=_line(status.get("phase"), "status.phase"),
         secondary_phase=_line(status.get("secondary_phase"), "status.secondary_phase"),
         duration_ms=_int(status.get("duration"), "status.duration", DURATION_MS),
@@ -112,6 +125,42 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
     )
 
 
+def _accelerators(
+    resource: Mapping[str, Any], flavor_detail: Mapping[str, Any]
+) -> tuple[str, str, int | None]:
+    """``(flavor_type, accelerator type, accelerators per node)`` of the job's main flavour.
+
+    A public pool describes its flavour in ``flavor_detail`` (``flavor_type``, and the cards in
+    ``flavor_info.gpu``/``npu``); a dedicated pool sends no ``flavor_detail`` but what it
+    allocated to the main container (``main_container_allocated_resources``: an
+    ``accelerator_type`` such as ``ascend-snt9b``, and ``accelerator_num``), from which the
+    flavour type is derived so that ``flavor_type`` means the same on both kinds of pool. The
+    SDK documents two kinds of accelerator, GPU and Ascend: an ``ascend-*`` type is an NPU, any
+    other named type a GPU.
+    """
+    path = "spec.resource.flavor_detail"
+    flavor_type = _line(flavor_detail.get("flavor_type"), f"{path}.flavor_type")
+    info = _obj(flavor_detail.get("flavor_info"), f"{path}.flavor_info")
+    gpu = _obj(info.get("gpu"), f"{path}.flavor_info.gpu")
+    npu = _obj(info.get("npu"), f"{path}.flavor_info.npu")
+    gpus = _int(gpu.get("unit_num"), f"{path}.flavor_info.gpu.unit_num", ACCELERATORS_PER_NODE)
+    npus = _int_text(  # a string in the SDK and the reference; a number is taken too
+        npu.get("unit_num"), f"{path}.flavor_info.npu.unit_num", ACCELERATORS_PER_NODE
+    )
+    if npus:
+        return flavor_type, "npu", npus
+    if gpus:
+        return flavor_type, "gpu", gpus
+    path = "spec.resource.main_container_allocated_resources"
+    allocated = _obj(resource.get("main_container_allocated_resources"), path)
+    count = _int(allocated.get("accelerator_num"), f"{path}.accelerator_num", ACCELERATORS_PER_NODE)
+    kind = _line(allocated.get("accelerator_type"), f"{path}.accelerator_type")
+    accelerator = "npu" if kind.lower().startswith("ascend") else "gpu" if kind else ""
+    if not flavor_type and allocated:
+        flavor_type = {"npu": "Ascend", "gpu": "GPU"}.get(accelerator, "CPU")
+    return flavor_type, accelerator, count if accelerator else None
+
+
 def _task_status(raw: object, path: str) -> TaskStatus:
     obj = _obj(raw, path)
     return TaskStatus(
@@ -126,6 +175,7 @@ def _record(raw: object, path: str) -> RunningRecord:
     return RunningRecord(
         start_at=_int(obj.get("start_at"), f"{path}.start_at", TIME_S),
         end_at=_int(obj.get("end_at"), f"{path}.end_at", TIME_S),
+        xpu_start_at=_int(obj.get("xpu_start_at"), f"{path}.xpu_start_at", TIME_S),
         start_type=_line(obj.get("start_type"), f"{path}.start_type"),
         end_reason=_text(obj.get("end_reason"), f"{path}.end_reason"),
         end_related_task=_line(obj.get("end_related_task"), f"{path}.end_related_task"),
@@ -262,6 +312,19 @@ def _line(value: object, path: str, limit: int = LABEL_LIMIT) -> str:
 def _text(value: object, path: str) -> str:
     """A message or a reason: free text, bounded."""
     return free_text(_str(value, path))
+
+
+def _int_text(value: object, path: str, bound: Bound) -> int | None:
+    """A whole number within ``bound`` sent as a string of digits (annotations are strings),
+    or as a number."""
+    if not isinstance(value, str):
+        return _int(value, path, bound)
+    digits = value.strip()
+    if not digits.isascii() or not digits.isdigit():
+        raise InvalidResponse(f"{path}: expected a whole number, got {clip(value, 24)!r}")
+    if len(digits) > 24:  # never int() a string of any length: that is quadratic
+        raise InvalidResponse(f"{path}: {clip(digits, 24)} is outside {bound.low}..{bound.high}")
+    return _int(int(digits), path, bound)
 
 
 def _int(value: object, path: str, bound: Bound) -> int | None:

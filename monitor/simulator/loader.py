@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from monitor.simulator.checks import Checker, ScenarioError
+from monitor.simulator.checks import Checker, ScenarioError, describe
 from monitor.simulator.events import parse_events
 from monitor.simulator.faults import parse_faults
 from monitor.simulator.iam import parse_iam
@@ -46,6 +46,9 @@ _JOB_KEYS = (
     "engine",
     "flavor",
     "pool_id",
+    "pool_name",
+    "allocated",
+    "annotations",
     "node_count",
     "tasks",
     "latency",
@@ -151,13 +154,13 @@ def _parse_job(c: Checker, raw: object, path: str) -> JobSpec | None:
             engine = Engine(
                 *(c.get(e, k, p, c.string, default="") for k in ("id", "name", "version"))
             )
-    flavor = DEFAULT_FLAVOR
-    if "flavor" in m:
-        f = c.mapping(m["flavor"], f"{path}.flavor", ("id", "type"), required=("id", "type"))
-        if f is not None:
-            p = f"{path}.flavor"
-            flavor = Flavor(*(c.get(f, k, p, c.string, default="") for k in ("id", "type")))
+    flavor = _parse_flavor(c, m["flavor"], f"{path}.flavor") if "flavor" in m else DEFAULT_FLAVOR
     pool_id = c.get(m, "pool_id", path, c.string, default=None)
+    pool_name = c.get(m, "pool_name", path, c.string, default=None)
+    allocated = (
+        _parse_allocated(c, m["allocated"], f"{path}.allocated") if "allocated" in m else None
+    )
+    annotations = _parse_annotations(c, m.get("annotations", {}), f"{path}.annotations")
     node_count = c.get(m, "node_count", path, c.integer, default=1, minimum=1)
     tasks: tuple[str, ...] = ("worker-0",)
     if "tasks" in m:
@@ -177,10 +180,53 @@ def _parse_job(c: Checker, raw: object, path: str) -> JobSpec | None:
         engine=engine,
         flavor=flavor,
         pool_id=pool_id,
+        pool_name=pool_name,
+        allocated=allocated,
+        annotations=annotations,
         node_count=node_count,
         tasks=tasks,
         latency=latency,
     )
+
+
+def _parse_flavor(c: Checker, raw: object, path: str) -> Flavor:
+    f = c.mapping(raw, path, ("id", "type", "name", "gpus", "npus"), required=("id", "type"))
+    if f is None:
+        return DEFAULT_FLAVOR
+    if "gpus" in f and "npus" in f:
+        c.fail(path, "gpus and npus: a flavour has one kind of accelerator, give one of them")
+    return Flavor(
+        id=c.get(f, "id", path, c.string, default=""),
+        type=c.get(f, "type", path, c.string, default=""),
+        name=c.get(f, "name", path, c.string, default=None),
+        gpus=c.get(f, "gpus", path, c.integer, default=None, minimum=0),
+        npus=c.get(f, "npus", path, c.integer, default=None, minimum=0),
+    )
+
+
+def _parse_allocated(c: Checker, raw: object, path: str) -> tuple[str, int] | None:
+    keys = ("accelerator_type", "accelerator_num")
+    a = c.mapping(raw, path, keys, required=keys)
+    if a is None or any(k not in a for k in keys):
+        return None
+    kind = c.get(a, "accelerator_type", path, c.string, default=None)
+    count = c.get(a, "accelerator_num", path, c.integer, default=None, minimum=0)
+    return None if kind is None or count is None else (kind, count)
+
+
+def _parse_annotations(c: Checker, raw: object, path: str) -> tuple[tuple[str, str], ...]:
+    """``metadata.annotations``: strings to strings in the API, numbers too (quote them)."""
+    if not isinstance(raw, dict):
+        c.fail(path, f"expected a mapping, got {describe(raw)}")
+        return ()
+    pairs = []
+    for key, value in raw.items():
+        text = c.string(value, f"{path}.{key}")
+        if not isinstance(key, str):
+            c.fail(f"{path}.{key}", f"expected a string key, got {describe(key)}")
+        elif text is not None:
+            pairs.append((key, text))
+    return tuple(pairs)
 
 
 def _parse_timeline(c: Checker, raw: object, path: str) -> list[Step]:
@@ -227,10 +273,12 @@ def _parse_step(c: Checker, raw: object, path: str) -> Step | None:
     secondary = c.get(m, "secondary_phase", path, c.string, default=None)
     nodes = c.get(m, "nodes", path, c.integer, default=None, minimum=0)
     run: str | None = None
+    xpu_after: float | None = None
     if "run" in m:
-        r = c.mapping(m["run"], f"{path}.run", ("start_type",), required=None)
+        r = c.mapping(m["run"], f"{path}.run", ("start_type", "xpu_after"), required=None)
         if r is not None:
             run = c.get(r, "start_type", f"{path}.run", c.string, default="init_or_rescheduled")
+            xpu_after = c.get(r, "xpu_after", f"{path}.run", c.number, default=None)
     end_run: RunEnd | None = None
     if "end_run" in m:
         e = c.mapping(m["end_run"], f"{path}.end_run", (*END_KEYS, "recover_records"), None)
@@ -252,7 +300,9 @@ def _parse_step(c: Checker, raw: object, path: str) -> Step | None:
     events = parse_events(c, m["events"], f"{path}.events") if "events" in m else ()
     if len(c.problems) > before:
         return None
-    return Step(at, phase, secondary, nodes, run, end_run, task_statuses, gone, usage, events)
+    return Step(
+        at, phase, secondary, nodes, run, end_run, task_statuses, gone, usage, events, xpu_after
+    )
 
 
 def _parse_task_status(c: Checker, raw: object, path: str) -> TaskStatus | None:

@@ -1,13 +1,11 @@
 """Scripted job lifecycles for the simulator: the scenario file, its validation, its replay.
 
 Why a script rather than a random generator: the monitor's tests and its ``demo`` command need to
-know *exactly* which transitions a job goes through and when, so that an assertion like "one
-``run_ended`` with ``end_recover=pod_reschedule``" is a fact of the input, not a coin toss.
-
-Everything here is pure. A scenario is parsed once into frozen dataclasses and each job's
-timeline is replayed once into the state after every step; answering "what does job X look like
-at scenario time t" is then a bisect plus rendering one dict. Nothing reads a clock: the caller
-passes the scenario time ``t`` and the ``epoch`` (the Unix time scenario time 0 stands for).
+know *exactly* which transitions a job goes through and when ("one ``run_ended`` with
+``end_recover=pod_reschedule``" is a fact of the input, not a coin toss). Everything here is
+pure: each job's timeline is replayed once into the state after every step, so "job X at
+scenario time t" is a bisect plus rendering one dict; the caller passes ``t`` and the ``epoch``
+(the Unix time scenario time 0 stands for).
 
 Scenario file format (YAML)::
 
@@ -19,8 +17,13 @@ Scenario file format (YAML)::
         user_name: alice           # optional, default ""
         engine: {id: pytorch_1.8.0-cuda_10.2-py_3.7, name: PyTorch,
                  version: PyTorch-1.8.0-python3.7}    # optional; all three keys when given
-        flavor: {id: modelarts.vm.gpu.8v100, type: GPU}   # optional; both keys when given
-        pool_id: pool-abc          # optional, omitted from the document when absent
+        flavor: {id: modelarts.vm.gpu.8v100, type: GPU, name: "GPU: 8*V100", gpus: 8}
+                                   # optional; id, type required; gpus|npus: cards per node
+        pool_id: pool-abc          # optional, omitted when absent (so is pool_name)
+        pool_name: team-pool
+        allocated: {accelerator_type: ascend-snt9b, accelerator_num: 8}   # a dedicated pool:
+                                   # main_container_allocated_resources, no flavor_detail
+        annotations: {fault-tolerance/job-retry-num: "3"}   # metadata.annotations, strings
         node_count: 4              # requested nodes (spec.resource.node_count), default 1
         tasks: [worker-0, worker-1]  # status.tasks, default [worker-0]
         latency: 0                 # wall seconds to wait before answering for this job
@@ -32,38 +35,19 @@ Scenario file format (YAML)::
             phase: Running
             secondary_phase: Running
             nodes: 4               # appends [ts_ms, 4] to status.node_count_metrics
-            run: {start_type: init_or_rescheduled}   # opens a running record, start_at = now
+            run: {start_type: init_or_rescheduled, xpu_after: 3}   # opens a running record,
+                                   # start_at = now, xpu_start_at = now + xpu_after (optional)
           - at: 16                 # end_run is applied before run in the same step
             end_run: {end_reason: "process exited with 1", end_related_task: worker-1,
-                      end_recover: proc_restart, end_recover_before_downgrade: proc_restart}
+                      end_recover: proc_restart, recover_records: [{recover: proc_restart}]}
             run: {start_type: restarted}
-          - at: 20                 # utilisation from now on (percent 0..100, or -1: no data),
-            usage: {gpuUtil: 85, cpuUsage: 40, memUsage: 30, gpuMemUsage: 60}  # every task...
-          - at: 24
-            usage: {worker-0: {gpuUtil: 0}, worker-1: {gpuUtil: 0}}   # ...or per task
-          - at: 28
-            end_run:               # recover_records: the fault-tolerance steps of this run
-              end_recover: pod_reschedule
-              recover_records: [{recover: pod_reschedule, fault_scenario: node_fault,
-                                 reason: node NotReady, related_task: worker-0,
-                                 recover_result: success}]   # every key optional
-            run: {}
-          - at: 30                 # replaces status.task_statuses
-            task_statuses: [{task: worker-0, exit_code: 137, message: OOMKilled}]
-            events:                # job events recorded at this step's time
-              - {level: Error, message: "Process exited with code 137: OOMKilled", source: Job}
-          - at: 40
-            gone: true             # deleted: the API answers 400 ModelArts.2775 from now on
-    faults:                        # optional: fault injection, on job-detail requests only
-      rate: 0.3                    # required: probability that a request gets a fault, 0..1
-      kinds: [server_error, rate_limited, gateway_html, truncated, wrong_types, reset, slow]
-                                   # default: all (each symptom: ``faults.py``)
-      retry_after: 1               # Retry-After seconds of rate_limited (default 1; null: none)
-      slow_seconds: 5              # wall seconds a `slow` fault waits, then answers correctly
-      seed: 7                      # which requests fail and how is then deterministic
-    iam:                           # optional: POST /v3/auth/tokens issues X-Auth-Token tokens
-      users: [{name: alice, password: secret, domain: my-account}]   # all three required
-      token_ttl: 86400             # seconds a token lives, by the wall clock (default 24 h)
+            usage: {gpuUtil: 85, cpuUsage: 40}   # percent, every task, or {worker-0: {...}}
+          - at: 30
+            task_statuses: [{task: worker-0, exit_code: 137, message: OOMKilled}]   # replaced
+            events: [{level: Error, message: "Process exited with code 137", source: Job}]
+          - {at: 40, gone: true}   # deleted: the API answers 400 ModelArts.2775 from now on
+    faults: {rate: 0.3, seed: 7}   # optional: fault injection (every key: demo.yaml, faults.py)
+    iam: {users: [{name: alice, password: secret, domain: my-account}]}   # optional (iam.py)
 
 Semantics. State accumulates: a step sets only what it names, and a step with nothing but ``at``
 changes nothing (handy to mark the end of a scenario). ``run.start_type`` defaults to
@@ -72,25 +56,22 @@ absent. ``usage`` names either metrics (``cpuUsage, memUsage, gpuUtil, gpuMemUsa
 npuMemUsage``; applied to every task) or tasks of the job (each mapping to such metrics); a
 metric not named keeps its value, and every metric is -1 (no data) before any ``usage`` step.
 An event's ``level`` is ``Error``, ``Warning`` or ``Info``, its ``source`` defaults to ``Job``.
-``recover_records`` sits inside ``end_run``; its records get ``recover_start_at`` =
-``recover_end_at`` = the step's time in seconds. Opening a run while one is open, closing one
-when none is, a first step without a phase, and steps after ``gone`` are errors. Unknown keys
-are errors, and every error names its key path (``jobs[1].timeline[2].nodes: expected an
-integer, got 'four'``).
+``recover_records`` get ``recover_start_at`` = ``recover_end_at`` = the closing step's time.
+Opening a run while one is open, closing one when none is, a first step without a phase, steps
+after ``gone``, ``gpus`` and ``npus`` together and unknown keys are errors, each naming its key
+path (``jobs[1].timeline[2].nodes: expected an integer, got 'four'``). With ``iam`` users, a job
+request may carry a valid ``X-Auth-Token`` instead of (or, with AK/SK credentials configured
+too, as well as) a signature; ``faults`` never touch IAM or ``/_sim``.
 
-With ``iam`` users, a job request may carry a valid ``X-Auth-Token`` instead of (or, with AK/SK
-credentials configured too, as well as) a signature; ``faults`` never touch IAM or ``/_sim``.
-
-Time mapping, with ``now = epoch + at`` for the step at ``at``:
-
-* ``metadata.create_time`` = the first step's ``now``, in ms;
-* ``status.start_time`` = ``now`` of the first step whose phase is ``Running``, in ms (0 before);
-* ``status.duration`` = ms from start_time to the current scenario time, frozen at the step that
-  made the phase terminal (Completed, Failed, Terminated, Abnormal); 0 before the start;
-* ``node_count_metrics`` points are ``[ms, nodes]``; running records' ``start_at``/``end_at`` are
-  whole **seconds**, and an open record has no ``end_at`` -- the units of the real API;
-* the task metrics endpoint samples ``usage`` once a scenario minute (``usage.py``: -1 while
-  the job is not running), and event times are ISO 8601 at +08:00 (``events.py``).
+Time mapping, with ``now = epoch + at`` for the step at ``at``: ``metadata.create_time`` = the
+first step's ``now``, in ms; ``status.start_time`` = ``now`` of the first step whose phase is
+``Running``, in ms (0 before); ``status.duration`` = ms from start_time to the current scenario
+time, frozen at the step that made the phase terminal (Completed, Failed, Terminated, Abnormal),
+0 before the start; ``node_count_metrics`` points are ``[ms, nodes]``; running records'
+``start_at``/``end_at``/``xpu_start_at`` are whole **seconds**, and an open record has no
+``end_at`` -- the units of the real API; the task metrics endpoint samples ``usage`` once a
+scenario minute (``usage.py``: -1 while the job is not running), and event times are ISO 8601
+at +08:00 (``events.py``).
 """
 
 from __future__ import annotations
@@ -134,8 +115,13 @@ class Engine:
 
 @dataclass(frozen=True, slots=True)
 class Flavor:
+    """``flavor_detail`` of a public pool: ``type``, and ``gpus`` or ``npus`` per node."""
+
     id: str
     type: str
+    name: str | None = None
+    gpus: int | None = None
+    npus: int | None = None
 
 
 DEFAULT_ENGINE = Engine("pytorch_1.8.0-cuda_10.2-py_3.7", "PyTorch", "PyTorch-1.8.0-python3.7")
@@ -178,6 +164,8 @@ class Step:
     """Utilisation from this step on (``usage.py``); not part of ``JobState``."""
     events: tuple[JobEvent, ...] = ()
     """Job events recorded at this step's time (``events.py``)."""
+    xpu_after: float | None = None
+    """Seconds from the opened run's start to its accelerators' (``xpu_start_at``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +176,7 @@ class Record:
     start_type: str
     end: float | None = None
     ending: RunEnd | None = None
+    xpu_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +224,7 @@ def apply(state: JobState, step: Step) -> JobState:
     if step.end_run is not None and records and records[-1].end is None:
         records = (*records[:-1], replace(records[-1], end=step.at, ending=step.end_run))
     if step.run is not None:
-        records = (*records, Record(start=step.at, start_type=step.run))
+        records = (*records, Record(step.at, step.run, xpu_after=step.xpu_after))
     if records is not state.records:
         changes["records"] = records
     if step.gone:
@@ -255,6 +244,10 @@ class JobSpec:
     engine: Engine = DEFAULT_ENGINE
     flavor: Flavor = DEFAULT_FLAVOR
     pool_id: str | None = None
+    pool_name: str | None = None
+    allocated: tuple[str, int] | None = None
+    """A dedicated pool's ``main_container_allocated_resources``: accelerator type and count."""
+    annotations: tuple[tuple[str, str], ...] = ()
     node_count: int = 1
     tasks: tuple[str, ...] = ("worker-0",)
     latency: float = 0.0
@@ -302,20 +295,19 @@ def render(job: JobSpec, state: JobState, t: float, epoch: float) -> dict[str, A
     def sec(at: float) -> int:
         return math.floor(epoch + at)
 
-    resource: dict[str, Any] = {"flavor_id": job.flavor.id, "node_count": job.node_count}
-    if job.pool_id is not None:
-        resource["pool_id"] = job.pool_id
-    resource["flavor_detail"] = {"flavor_type": job.flavor.type}
+    metadata: dict[str, Any] = {
+        "id": job.id,
+        "name": job.name,
+        "description": "",
+        "create_time": ms(state.created),
+        "workspace_id": job.workspace_id,
+        "user_name": job.user_name,
+    }
+    if job.annotations:
+        metadata["annotations"] = dict(job.annotations)
     return {
         "kind": "job",
-        "metadata": {
-            "id": job.id,
-            "name": job.name,
-            "description": "",
-            "create_time": ms(state.created),
-            "workspace_id": job.workspace_id,
-            "user_name": job.user_name,
-        },
+        "metadata": metadata,
         "status": {
             "phase": state.phase,
             "secondary_phase": state.secondary_phase,
@@ -335,21 +327,44 @@ def render(job: JobSpec, state: JobState, t: float, epoch: float) -> dict[str, A
                 "engine_version": job.engine.version,
             },
         },
-        "spec": {"resource": resource},
+        "spec": {"resource": _resource(job)},
     }
 
 
-def _task_status(ts: TaskStatus) -> dict[str, Any]:
-    out: dict[str, Any] = {"task": ts.task}
-    if ts.exit_code is not None:
-        out["exit_code"] = ts.exit_code
-    if ts.message is not None:
-        out["message"] = ts.message
+def _resource(job: JobSpec) -> dict[str, Any]:
+    """``spec.resource`` in the SDK's shape (``Resource``): a public pool has ``flavor_detail``
+    (its NPU count a string), a dedicated one ``main_container_allocated_resources`` (floats)."""
+    flavor, allocated = job.flavor, job.allocated
+    optional = {"flavor_name": flavor.name, "pool_id": job.pool_id, "pool_name": job.pool_name}
+    out: dict[str, Any] = {"flavor_id": flavor.id, "node_count": job.node_count}
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if allocated is None:
+        info: dict[str, Any] = {}
+        if flavor.gpus is not None:
+            info["gpu"] = {"unit_num": flavor.gpus}
+        if flavor.npus is not None:
+            info["npu"] = {"unit_num": str(flavor.npus)}
+        out["flavor_detail"] = {"flavor_type": flavor.type}
+        if info:
+            out["flavor_detail"]["flavor_info"] = info
+    else:
+        kind, count = allocated
+        out["main_container_allocated_resources"] = {
+            "accelerator_type": kind,
+            "accelerator_num": float(count),
+        }
     return out
+
+
+def _task_status(ts: TaskStatus) -> dict[str, Any]:
+    given = {"task": ts.task, "exit_code": ts.exit_code, "message": ts.message}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _record(r: Record, sec: Callable[[float], int]) -> dict[str, Any]:
     out: dict[str, Any] = {"start_at": sec(r.start)}
+    if r.xpu_after is not None:
+        out["xpu_start_at"] = sec(r.start + r.xpu_after)
     if r.end is not None:
         out["end_at"] = sec(r.end)
     out["start_type"] = r.start_type

@@ -158,6 +158,24 @@ def check_final_metrics(metrics: dict[Any, float], ids: dict[str, str]) -> None:
         )
         assert m("modelarts_training_job_phase_last_change_timestamp_seconds", job)
     assert m("modelarts_training_job_info", LLAMA, pool_id="pool-7f3c9a2e-llm") == 1
+    assert m("modelarts_training_job_info", LLAMA, pool_name="llm-dedicated") == 1
+    assert m("modelarts_training_job_info", BERT, flavor_name="GPU: 8*NVIDIA-V100(32GB)") == 1
+    assert {j: m("modelarts_training_job_retry_limit", j) for j in final_phase} == {
+        BERT: 3,
+        RESNET: None,
+        LLAMA: None,
+        SWEEP: None,
+    }
+    accelerators = {
+        (j, kind): m("modelarts_training_job_accelerators", j, type=kind)
+        for j in final_phase
+        for kind in ("gpu", "npu")
+    }
+    assert {k: v for k, v in accelerators.items() if v is not None} == {
+        (BERT, "gpu"): 16,  # public pool: flavor_info, 8 a node x 2 nodes
+        (RESNET, "npu"): 1,
+        (LLAMA, "gpu"): 32,  # dedicated pool: allocated resources, 8 a node x 4 nodes
+    }
 
     expected_duration = {BERT: 34 - 8, RESNET: 20 - 6, LLAMA: 36 - 5, SWEEP: 20 - 4}
     for job, seconds in expected_duration.items():

@@ -30,7 +30,7 @@ RUN0_FAULT = {
     "end_recover": "proc_restart",
     "end_recover_before_downgrade": "proc_restart",
 }
-RUN1 = {"start_at": 210, "start_type": "restarted"}
+RUN1 = {"start_at": 210, "xpu_start_at": 214, "start_type": "restarted"}
 RUN1_RESCHEDULE = {
     **RUN1,
     "end_at": 300,
@@ -87,7 +87,17 @@ CASES = [
     pytest.param(
         {"records": []},
         {"records": [RUN0]},
-        [("run_started", {"index": 0, "start_at": 100, "start_type": "init_or_rescheduled"})],
+        [
+            (
+                "run_started",
+                {
+                    "index": 0,
+                    "start_at": 100,
+                    "xpu_start_at": None,
+                    "start_type": "init_or_rescheduled",
+                },
+            )
+        ],
         id="run-started",
     ),
     pytest.param(
@@ -106,9 +116,12 @@ CASES = [
                     "recover_records": [],
                 },
             ),
-            ("run_started", {"index": 1, "start_at": 210, "start_type": "restarted"}),
+            (
+                "run_started",
+                {"index": 1, "start_at": 210, "xpu_start_at": 214, "start_type": "restarted"},
+            ),
         ],
-        id="process-fault-ends-a-run-and-starts-the-next",
+        id="process-fault-ends-a-run-and-starts-the-next-with-its-xpu-start",
     ),
     pytest.param(
         {"records": [RUN0]},
@@ -126,7 +139,10 @@ CASES = [
                     "recover_records": [],
                 },
             ),
-            ("run_started", {"index": 1, "start_at": 210, "start_type": "restarted"}),
+            (
+                "run_started",
+                {"index": 1, "start_at": 210, "xpu_start_at": 214, "start_type": "restarted"},
+            ),
             (
                 "run_ended",
                 {
@@ -139,7 +155,15 @@ CASES = [
                     "recover_records": [],
                 },
             ),
-            ("run_started", {"index": 2, "start_at": 320, "start_type": "init_or_rescheduled"}),
+            (
+                "run_started",
+                {
+                    "index": 2,
+                    "start_at": 320,
+                    "xpu_start_at": None,
+                    "start_type": "init_or_rescheduled",
+                },
+            ),
         ],
         id="several-records-between-two-polls",
     ),

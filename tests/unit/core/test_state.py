@@ -28,6 +28,27 @@ def format1() -> dict[str, Any]:
     return doc
 
 
+NEW_IN_4 = {
+    "flavor_name": "",
+    "pool_name": "",
+    "retry_limit": None,
+    "accelerator_type": "",
+    "accelerators": None,
+}
+"""The snapshot names format 4 added, as an older row reads: unknown until the next poll."""
+
+
+def as_format4(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a row of format 1 to 3 is stored as once upgraded: its names, plus format 4's."""
+    snap = doc["snapshot"]
+    records = [{**r, "xpu_start_at": None} for r in snap["running_records"]]
+    return {
+        **doc,
+        "format": 4,
+        "snapshot": {**snap, **NEW_IN_4, "running_records": records},
+    }
+
+
 def test_a_row_written_before_the_form_was_versioned_loads_whole() -> None:
     state = decode_state(format1())
     assert state.snapshot is not None
@@ -36,8 +57,8 @@ def test_a_row_written_before_the_form_was_versioned_loads_whole() -> None:
     assert state.recoveries == {"pod_reschedule": {"success": 1}}
     assert state.last_reason["message"] == "OOM"
     assert state.hang.episode == 1 and state.hang.suspected_at == 1_799_999_900.0
-    assert encode_state(state) == {**format1(), "format": STATE_FORMAT, "occurrences": {}}, (
-        "later formats keep format 1's names: the upgrades add the version and the new field"
+    assert encode_state(state) == as_format4({**format1(), "occurrences": {}}), (
+        "later formats keep format 1's names: the upgrades add the version and the new fields"
     )
 
 
@@ -63,12 +84,13 @@ def test_the_stored_names_are_the_format_not_the_dataclass_fields() -> None:
             "engine_name", "engine_version", "flavor_id", "flavor_type", "pool_id",
             "requested_nodes", "phase", "secondary_phase", "duration_ms", "start_time_ms",
             "nodes", "nodes_at_ms", "tasks", "task_statuses", "running_records",
+            "flavor_name", "pool_name", "retry_limit", "accelerator_type", "accelerators",
         ]
     )  # fmt: skip
     assert sorted(record) == sorted(
         [
             "start_at", "end_at", "start_type", "end_reason", "end_related_task",
-            "end_recover", "end_recover_before_downgrade", "recover_records",
+            "end_recover", "end_recover_before_downgrade", "recover_records", "xpu_start_at",
         ]
     )  # fmt: skip
     assert sorted(doc["hang"]) == ["episode", "idle_since", "suspected_at"]
@@ -90,7 +112,37 @@ def test_a_format2_row_loads_with_no_look_alikes_counted_yet() -> None:
     """Format 2 is format 1's names with the version (what the previous monitor wrote)."""
     state = decode_state({**format1(), "format": 2})
     assert state.occurrences == {}
-    assert encode_state(state) == {**format1(), "format": 3, "occurrences": {}}
+    assert encode_state(state) == as_format4({**format1(), "occurrences": {}})
+
+
+def test_a_format3_row_loads_with_the_new_fields_unknown_until_the_next_poll() -> None:
+    """Format 3 is what the previous monitor wrote; the store re-encodes it as format 4."""
+    row = {**format1(), "format": 3, "occurrences": {}}
+    old = decode_state(row)
+    assert old.snapshot is not None and old.snapshot.retry_limit is None
+    assert old.snapshot.running_records[0].xpu_start_at is None
+    assert encode_state(old) == as_format4(row)
+
+
+def test_the_fields_format4_added_survive_a_restart() -> None:
+    """Retry limit, pool and flavor names, accelerators and xpu_start_at are stored, so the
+    series rendered from a reloaded state are the ones the last poll showed."""
+    doc = job_doc(records=[{**RUN0_FAULT, "xpu_start_at": 130}])
+    doc["metadata"]["annotations"] = {"fault-tolerance/job-retry-num": "3"}
+    doc["spec"]["resource"].update(
+        pool_name="team-pool",
+        flavor_name="Ascend: 8*snt9b",
+        main_container_allocated_resources={
+            "accelerator_type": "ascend-snt9b",
+            "accelerator_num": 8,
+        },
+    )
+    del doc["spec"]["resource"]["flavor_detail"]
+    state, _ = observe(None, parse_job(doc), 1.0)
+    stored = json.loads(json.dumps(encode_state(state)))
+    assert stored["snapshot"]["retry_limit"] == 3
+    assert stored["snapshot"]["running_records"][0]["xpu_start_at"] == 130
+    assert decode_state(stored) == state
 
 
 def test_the_look_alike_counts_survive_a_restart() -> None:

@@ -314,3 +314,55 @@ def test_own_labels_names_every_label_of_the_monitors_own_families() -> None:
     metrics.deliveries.labels("webhook", "ok")
     seen = {k for fam in metrics.registry.collect() for s in fam.samples for k in s.labels}
     assert seen - {"le"} == OWN_LABELS
+
+
+def dedicated_job(**metadata: Any) -> dict[str, Any]:
+    """A job on a dedicated Ascend pool: no flavor_detail, the allocated resources instead."""
+    doc = job_doc()
+    doc["metadata"].update(metadata)
+    doc["spec"]["resource"] = {
+        "flavor_id": "modelarts.pool.snt9b.8",
+        "flavor_name": "Ascend: 8*snt9b",
+        "node_count": 4,
+        "pool_id": "pool-9c1",
+        "pool_name": "llm-dedicated",
+        "main_container_allocated_resources": {
+            "accelerator_type": "ascend-snt9b",
+            "accelerator_num": 8.0,
+        },
+    }
+    return doc
+
+
+def test_the_restart_limit_is_exported_when_the_job_sets_one_and_absent_otherwise() -> None:
+    store = SeriesStore()
+    limited = dedicated_job(annotations={"fault-tolerance/job-retry-num": "3"})
+    store.update(state_of(limited), {})
+    store.update(state_of(job_doc(job_id="other-job")), {})
+    retry = samples(scrape(store), "modelarts_training_job_retry_limit")
+    assert {dict(k)["job_id"]: v for k, v in retry.items()} == {limited["metadata"]["id"]: 3}
+
+
+def test_accelerators_are_exported_by_type_and_absent_for_a_job_holding_none() -> None:
+    store = SeriesStore()
+    npu = dedicated_job()
+    gpu = job_doc(job_id="gpu-job")
+    gpu["spec"]["resource"]["flavor_detail"]["flavor_info"] = {"gpu": {"unit_num": 8}}
+    store.update(state_of(npu), {})
+    store.update(state_of(gpu), {})
+    store.update(state_of(job_doc(job_id="cpu-job")), {})  # flavor_detail without cards
+    held = samples(scrape(store), "modelarts_training_job_accelerators")
+    assert {(dict(k)["job_id"], dict(k)["type"]): v for k, v in held.items()} == {
+        (npu["metadata"]["id"], "npu"): 32,  # 8 a node x 4 nodes
+        ("gpu-job", "gpu"): 16,  # 8 a node x 2 nodes
+    }
+
+
+def test_info_names_the_pool_and_flavor_and_a_dedicated_pools_flavor_type() -> None:
+    store = SeriesStore()
+    store.update(state_of(dedicated_job()), {})
+    ((labels, value),) = samples(scrape(store), "modelarts_training_job_info").items()
+    info = dict(labels)
+    assert value == 1
+    assert (info["pool_name"], info["flavor_name"]) == ("llm-dedicated", "Ascend: 8*snt9b")
+    assert info["flavor_type"] == "Ascend", "derived from the allocated accelerator type"

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from monitor.core.job import (
+    ACCELERATORS_PER_NODE,
     DURATION_MS,
     EXIT_CODE,
     NODE_COUNT,
     RECOVER_RECORD_STRATEGIES,
     RECOVER_RESULTS,
     RECOVERING,
+    RETRY_LIMIT,
     TIME_MS,
     TIME_S,
     Bound,
@@ -382,6 +384,12 @@ TASK = ("status", "task_statuses", 0)
             "status.running_records[0].recover_records[0].recover_end_at",
             TIME_S,
         ),
+        (
+            (*RECORD, "xpu_start_at"),
+            YEAR_3000_S,
+            "status.running_records[0].xpu_start_at",
+            TIME_S,
+        ),
     ],
     ids=[
         "duration-401-digits",
@@ -402,6 +410,7 @@ TASK = ("status", "task_statuses", 0)
         "end-at-negative",
         "recover-start-year-3000",
         "recover-end-401-digits",
+        "xpu-start-year-3000",
     ],
 )
 def test_a_number_its_field_cannot_mean_is_invalid_naming_the_field_and_range(
@@ -459,6 +468,8 @@ LABEL_FIELDS = [
     (("spec", "resource", "flavor_id"), lambda s: s.flavor_id),
     (("spec", "resource", "flavor_detail", "flavor_type"), lambda s: s.flavor_type),
     (("spec", "resource", "pool_id"), lambda s: s.pool_id),
+    (("spec", "resource", "pool_name"), lambda s: s.pool_name),
+    (("spec", "resource", "flavor_name"), lambda s: s.flavor_name),
     (("status", "phase"), lambda s: s.phase),
     (("status", "secondary_phase"), lambda s: s.secondary_phase),
     (("status", "tasks", 0), lambda s: s.tasks[0]),
@@ -591,3 +602,193 @@ def test_a_task_metric_of_the_wrong_type_names_it_without_copying_it() -> None:
     with pytest.raises(InvalidResponse, match=re.escape("metrics[0].value[0]")) as caught:
         parse_task_metrics({"metrics": [{"metric": "cpuUsage", "value": ["x" * 5_000_000]}]})
     assert len(str(caught.value)) < 200
+
+
+# --- the fields of a job's resources -----------------------------------------------------------
+
+RETRY = "metadata.annotations['fault-tolerance/job-retry-num']"
+
+
+def resource_doc(node_count: int = 2, **resource: Any) -> dict[str, Any]:
+    """A job whose ``spec.resource`` is exactly ``resource`` (and ``node_count``)."""
+    doc = job_doc()
+    doc["spec"]["resource"] = {"flavor_id": "f", "node_count": node_count, **resource}
+    return doc
+
+
+def annotated(value: Any) -> dict[str, Any]:
+    doc = job_doc()
+    doc["metadata"]["annotations"] = {"fault-tolerance/job-retry-num": value, "job_template": "RL"}
+    return doc
+
+
+def test_the_restart_limit_is_read_from_its_annotation_string() -> None:
+    assert parse_job(annotated("3")).retry_limit == 3
+    assert parse_job(annotated(" 0 ")).retry_limit == 0
+    assert parse_job(annotated(str(RETRY_LIMIT.high))).retry_limit == RETRY_LIMIT.high
+
+
+def test_a_job_without_the_annotation_has_no_restart_limit_not_zero() -> None:
+    assert parse_job(job_doc()).retry_limit is None
+    doc = job_doc()
+    doc["metadata"]["annotations"] = {"job_template": "Template RL"}
+    assert parse_job(doc).retry_limit is None
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("three", "expected a whole number, got 'three'"),
+        ("-1", "expected a whole number"),
+        ("3.5", "expected a whole number"),
+        ("", "expected a whole number"),
+        ("٣", "expected a whole number"),  # a digit to str.isdigit, not to the API
+        (str(RETRY_LIMIT.high + 1), f"outside 0..{RETRY_LIMIT.high}"),
+        ("9" * 5000, f"outside 0..{RETRY_LIMIT.high}"),
+        (True, "expected a number, got bool"),
+    ],
+    ids=["word", "negative", "fraction", "empty", "arabic-digit", "over", "5000-digits", "bool"],
+)
+def test_a_restart_limit_that_is_not_a_count_is_invalid_naming_the_annotation(
+    value: Any, why: str
+) -> None:
+    with pytest.raises(InvalidResponse) as caught:
+        parse_job(annotated(value))
+    assert str(caught.value).startswith(f"{RETRY}: ")
+    assert why in str(caught.value)
+    assert len(str(caught.value)) < 200
+
+
+def test_annotations_that_are_not_an_object_are_invalid() -> None:
+    doc = job_doc()
+    doc["metadata"]["annotations"] = ["fault-tolerance/job-retry-num=3"]
+    with pytest.raises(InvalidResponse, match=r"^metadata\.annotations: expected an object"):
+        parse_job(doc)
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        (
+            {"flavor_detail": {"flavor_type": "GPU", "flavor_info": {"gpu": {"unit_num": 8}}}},
+            ("gpu", 16, "GPU"),
+        ),
+        (
+            {"flavor_detail": {"flavor_type": "Ascend", "flavor_info": {"npu": {"unit_num": "8"}}}},
+            ("npu", 16, "Ascend"),
+        ),
+        (
+            {"flavor_detail": {"flavor_type": "Ascend", "flavor_info": {"npu": {"unit_num": 2}}}},
+            ("npu", 4, "Ascend"),
+        ),
+        (
+            {
+                "main_container_allocated_resources": {
+                    "accelerator_type": "ascend-snt9b",
+                    "accelerator_num": 8.0,
+                    "cpu_core_num": 192.0,
+                }
+            },
+            ("npu", 16, "Ascend"),
+        ),
+        (
+            {
+                "main_container_allocated_resources": {
+                    "accelerator_type": "nvidia-a800",
+                    "accelerator_num": 4,
+                }
+            },
+            ("gpu", 8, "GPU"),
+        ),
+        (
+            {"main_container_allocated_resources": {"cpu_core_num": 32.0, "accelerator_num": 0}},
+            ("", None, "CPU"),
+        ),
+        (
+            {"main_container_allocated_resources": {"accelerator_type": "ascend-snt9c"}},
+            ("", None, "Ascend"),  # the flavour's type is known, its count is not
+        ),
+        (
+            {"flavor_detail": {"flavor_type": "CPU", "flavor_info": {"cpu": {"core_num": 8}}}},
+            ("", None, "CPU"),
+        ),
+        ({}, ("", None, "")),
+    ],
+    ids=[
+        "public-gpu",
+        "public-npu-string",
+        "public-npu-number",
+        "dedicated-ascend",
+        "dedicated-gpu",
+        "dedicated-cpu",
+        "dedicated-type-without-count",
+        "public-cpu",
+        "nothing-said",
+    ],
+)
+def test_accelerators_are_cards_per_node_times_requested_nodes_on_either_kind_of_pool(
+    resource: dict[str, Any], expected: tuple[str, int | None, str]
+) -> None:
+    snap = parse_job(resource_doc(node_count=2, **resource))
+    assert (snap.accelerator_type, snap.accelerators, snap.flavor_type) == expected
+
+
+def test_a_public_pools_own_flavor_type_wins_over_the_allocated_resources() -> None:
+    snap = parse_job(
+        resource_doc(
+            flavor_detail={"flavor_type": "GPU", "flavor_info": {"gpu": {"unit_num": 1}}},
+            main_container_allocated_resources={"accelerator_type": "ascend-snt9b"},
+        )
+    )
+    assert (snap.flavor_type, snap.accelerator_type, snap.accelerators) == ("GPU", "gpu", 2)
+
+
+def test_the_seed_example_holds_one_gpu(seed_doc: dict[str, Any]) -> None:
+    snap = parse_job(seed_doc, SEED_ID)
+    assert (snap.accelerator_type, snap.accelerators) == ("gpu", 1)
+    assert (snap.pool_name, snap.flavor_name, snap.retry_limit) == ("", "", None)
+
+
+@pytest.mark.parametrize(
+    ("resource", "field", "why"),
+    [
+        (
+            {"flavor_detail": {"flavor_info": {"gpu": {"unit_num": 2048}}}},
+            "spec.resource.flavor_detail.flavor_info.gpu.unit_num",
+            f"outside 0..{ACCELERATORS_PER_NODE.high}",
+        ),
+        (
+            {"flavor_detail": {"flavor_info": {"npu": {"unit_num": "eight"}}}},
+            "spec.resource.flavor_detail.flavor_info.npu.unit_num",
+            "expected a whole number",
+        ),
+        (
+            {"main_container_allocated_resources": {"accelerator_num": 0.5}},
+            "spec.resource.main_container_allocated_resources.accelerator_num",
+            "expected a whole number",
+        ),
+        (
+            {"main_container_allocated_resources": {"accelerator_type": 8}},
+            "spec.resource.main_container_allocated_resources.accelerator_type",
+            "expected a string",
+        ),
+        (
+            {"main_container_allocated_resources": "8 GPUs"},
+            "spec.resource.main_container_allocated_resources",
+            "expected an object",
+        ),
+    ],
+    ids=["gpus-2048", "npus-word", "half-a-card", "type-number", "not-an-object"],
+)
+def test_an_accelerator_count_it_cannot_be_is_invalid_naming_the_field(
+    resource: dict[str, Any], field: str, why: str
+) -> None:
+    with pytest.raises(InvalidResponse) as caught:
+        parse_job(resource_doc(**resource))
+    assert str(caught.value).startswith(f"{field}: ")
+    assert why in str(caught.value)
+
+
+def test_xpu_start_at_is_kept_in_seconds_on_its_record() -> None:
+    snap = parse_job(job_doc(records=[{"start_at": 100, "xpu_start_at": 160}, {"start_at": 300}]))
+    assert [r.xpu_start_at for r in snap.running_records] == [160, None]

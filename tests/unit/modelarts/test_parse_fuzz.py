@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 from monitor.core.diff import observe
 from monitor.core.events import to_cloudevent
 from monitor.core.job import (
+    ACCELERATORS_PER_NODE,
     DURATION_MS,
     EXIT_CODE,
     NODE_COUNT,
+    RETRY_LIMIT,
     TIME_MS,
     TIME_S,
     Bound,
@@ -90,10 +92,20 @@ BASE = job_doc(
                 }
             ],
         },
-        {"start_at": 210},
+        {"start_at": 210, "xpu_start_at": 215},
     ],
     task_statuses=[{"task": "worker-0", "exit_code": 137, "message": "oom"}],
 )
+BASE["metadata"]["annotations"] = {"fault-tolerance/job-retry-num": "3", "job_template": "x"}
+BASE["spec"]["resource"].update(
+    pool_name="team-pool",
+    flavor_name="GPU: 8*V100",
+    main_container_allocated_resources={"accelerator_type": "ascend-snt9b", "accelerator_num": 8.0},
+)  # both kinds of pool's fields: a mutation that drops one side reaches the other's parse
+BASE["spec"]["resource"]["flavor_detail"]["flavor_info"] = {
+    "gpu": {"unit_num": 8},
+    "npu": {"unit_num": "0"},
+}
 
 # The promise, field by field: what each string of a snapshot may be, and each number's bound.
 LABEL_BOUND = {
@@ -109,6 +121,9 @@ LABEL_BOUND = {
             "JobSnapshot.flavor_id",
             "JobSnapshot.flavor_type",
             "JobSnapshot.pool_id",
+            "JobSnapshot.pool_name",
+            "JobSnapshot.flavor_name",
+            "JobSnapshot.accelerator_type",
             "JobSnapshot.phase",
             "JobSnapshot.secondary_phase",
             "JobSnapshot.tasks",
@@ -140,6 +155,11 @@ NUMBER_BOUND: dict[str, Bound] = {
     "JobSnapshot.start_time_ms": TIME_MS,
     "JobSnapshot.nodes": NODE_COUNT,
     "JobSnapshot.nodes_at_ms": TIME_MS,
+    "JobSnapshot.retry_limit": RETRY_LIMIT,
+    "JobSnapshot.accelerators": Bound(
+        1, ACCELERATORS_PER_NODE.high * NODE_COUNT.high, "per-node cards x requested nodes"
+    ),
+    "RunningRecord.xpu_start_at": TIME_S,
     "TaskStatus.exit_code": EXIT_CODE,
     "RunningRecord.start_at": TIME_S,
     "RunningRecord.end_at": TIME_S,

@@ -99,12 +99,15 @@ def test_bert_goes_through_queue_run_two_faults_and_completes(demo: Scenario) ->
     assert running["start_time"] == ms(8)
     assert running["duration"] == 2000
     assert running["node_count_metrics"] == [[ms(8), 2]]
-    assert running["running_records"] == [{"start_at": sec(8), "start_type": "init_or_rescheduled"}]
+    assert running["running_records"] == [
+        {"start_at": sec(8), "xpu_start_at": sec(11), "start_type": "init_or_rescheduled"}
+    ]
 
     after_proc_restart = doc_at(demo, BERT, 20)["status"]["running_records"]
     assert after_proc_restart == [
         {
             "start_at": sec(8),
+            "xpu_start_at": sec(11),
             "end_at": sec(16),
             "start_type": "init_or_rescheduled",
             "end_reason": "process exited with 1",
@@ -112,7 +115,7 @@ def test_bert_goes_through_queue_run_two_faults_and_completes(demo: Scenario) ->
             "end_recover": "proc_restart",
             "end_recover_before_downgrade": "proc_restart",
         },
-        {"start_at": sec(16), "start_type": "restarted"},
+        {"start_at": sec(16), "xpu_start_at": sec(17), "start_type": "restarted"},
     ]
 
     after_reschedule = doc_at(demo, BERT, 30)["status"]["running_records"]
@@ -217,8 +220,38 @@ def test_document_has_the_reference_shape(demo: Scenario) -> None:
     assert set(doc["algorithm"]["engine"]) == {"engine_id", "engine_name", "engine_version"}
     resource = doc["spec"]["resource"]
     assert resource["pool_id"] == "pool-7f3c9a2e-llm"
-    assert resource["flavor_detail"] == {"flavor_type": "GPU"}
+    assert "flavor_detail" not in resource, "a dedicated pool sends no flavor_detail"
+    assert resource["main_container_allocated_resources"] == {
+        "accelerator_type": "nvidia-a800",
+        "accelerator_num": 8.0,
+    }
     assert "pool_id" not in doc_at(demo, BERT, 10)["spec"]["resource"]
+
+
+def test_the_demo_serves_the_resource_fields_of_public_and_dedicated_pools(
+    demo: Scenario,
+) -> None:
+    """Restart limit, pool and flavour names, cards per node on a public GPU and Ascend flavour
+    and on a dedicated pool: in the SDK's shapes (an NPU count is a string there)."""
+    bert = doc_at(demo, BERT, 10)
+    assert bert["metadata"]["annotations"] == {"fault-tolerance/job-retry-num": "3"}
+    assert bert["spec"]["resource"]["flavor_name"] == "GPU: 8*NVIDIA-V100(32GB)"
+    assert bert["spec"]["resource"]["flavor_detail"] == {
+        "flavor_type": "GPU",
+        "flavor_info": {"gpu": {"unit_num": 8}},
+    }
+    resnet = doc_at(demo, RESNET, 10)["spec"]["resource"]["flavor_detail"]
+    assert resnet == {"flavor_type": "Ascend", "flavor_info": {"npu": {"unit_num": "1"}}}
+    llama = doc_at(demo, LLAMA, 10)
+    assert llama["spec"]["resource"]["pool_name"] == "llm-dedicated"
+    assert "annotations" not in llama["metadata"], "no annotations: none served"
+    snaps = {j: parse_job(doc_at(demo, j, 10), j) for j in (BERT, RESNET, LLAMA)}
+    assert {j: (s.accelerator_type, s.accelerators, s.flavor_type) for j, s in snaps.items()} == {
+        BERT: ("gpu", 16, "GPU"),
+        RESNET: ("npu", 1, "Ascend"),
+        LLAMA: ("gpu", 32, "GPU"),
+    }
+    assert snaps[BERT].retry_limit == 3 and snaps[LLAMA].retry_limit is None
 
 
 def test_defaults_fill_the_optional_job_fields() -> None:
@@ -330,6 +363,31 @@ def test_unknown_keys_are_rejected_by_path(data: dict[str, Any], path: str) -> N
         (minimal(latency=-1), "jobs[0].latency: expected a finite number >= 0"),
         (minimal(tasks="worker-0"), "jobs[0].tasks: expected a list"),
         (minimal(flavor={"id": "f"}), "jobs[0].flavor.type: required"),
+        (
+            minimal(flavor={"id": "f", "type": "GPU", "gpus": 8, "npus": 8}),
+            "jobs[0].flavor: gpus and npus",
+        ),
+        (
+            minimal(flavor={"id": "f", "type": "GPU", "gpus": -1}),
+            "jobs[0].flavor.gpus: expected an integer >= 0",
+        ),
+        (
+            minimal(allocated={"accelerator_type": "ascend-snt9b"}),
+            "jobs[0].allocated.accelerator_num: required",
+        ),
+        (
+            minimal(allocated={"accelerator_type": 9, "accelerator_num": 8}),
+            "jobs[0].allocated.accelerator_type: expected a string",
+        ),
+        (
+            minimal(annotations={"fault-tolerance/job-retry-num": 3}),
+            "jobs[0].annotations.fault-tolerance/job-retry-num: expected a string",
+        ),
+        (minimal(annotations=["x"]), "jobs[0].annotations: expected a mapping"),
+        (
+            minimal(timeline=[{"at": 0, "phase": "R", "run": {"xpu_after": -1}}]),
+            "jobs[0].timeline[0].run.xpu_after: expected a finite number >= 0",
+        ),
         (minimal(timeline=[{"phase": "Creating"}]), "jobs[0].timeline[0].at: required"),
         (
             minimal(timeline=[{"at": True, "phase": "C"}]),

@@ -5,7 +5,11 @@ answer) into the SDK's response models, and every key path of the JSON must land
 attribute (recursively through ``attribute_map``/``openapi_types``) with its value intact.
 
 A key the SDK does not know, or a value the SDK would convert (a number where it expects a
-string, a float where it expects an integer), is a simulator bug."""
+string, a float where it expects an integer), is a simulator bug.
+
+And the other way: every SDK field the monitor reads (``MONITOR_READS``, checked against what
+``parse_job`` really asks the documents for) is served by the demo at least once, so no field
+the monitor depends on goes untested because the fake never sends it."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from monitor.modelarts.parse import parse_job
 from monitor.simulator import Simulator, builtin_scenario, start, stop
 from monitor.simulator.scenario import Scenario
 
@@ -33,6 +38,66 @@ PRIMITIVES: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "bool": (bool,),
 }
+
+
+MONITOR_READS: frozenset[str] = frozenset(
+    {
+        ".kind",
+        ".metadata.id",
+        ".metadata.name",
+        ".metadata.workspace_id",
+        ".metadata.user_name",
+        ".metadata.create_time",
+        ".metadata.annotations.fault-tolerance/job-retry-num",
+        ".algorithm.engine.engine_name",
+        ".algorithm.engine.engine_version",
+        ".spec.resource.flavor_id",
+        ".spec.resource.flavor_name",
+        ".spec.resource.pool_id",
+        ".spec.resource.pool_name",
+        ".spec.resource.node_count",
+        ".spec.resource.flavor_detail.flavor_type",
+        ".spec.resource.flavor_detail.flavor_info.gpu.unit_num",
+        ".spec.resource.flavor_detail.flavor_info.npu.unit_num",
+        ".spec.resource.main_container_allocated_resources.accelerator_type",
+        ".spec.resource.main_container_allocated_resources.accelerator_num",
+        ".status.phase",
+        ".status.secondary_phase",
+        ".status.duration",
+        ".status.start_time",
+        ".status.node_count_metrics",
+        ".status.tasks",
+        ".status.task_statuses[].task",
+        ".status.task_statuses[].exit_code",
+        ".status.task_statuses[].message",
+        *(
+            f".status.running_records[].{key}"
+            for key in (
+                "start_at",
+                "end_at",
+                "xpu_start_at",
+                "start_type",
+                "end_reason",
+                "end_related_task",
+                "end_recover",
+                "end_recover_before_downgrade",
+            )
+        ),
+        *(
+            f".status.running_records[].recover_records[].{key}"
+            for key in (
+                "recover",
+                "recover_result",
+                "fault_scenario",
+                "reason",
+                "related_task",
+                "recover_start_at",
+                "recover_end_at",
+            )
+        ),
+    }
+)
+"""Every job-detail field the monitor reads, as key paths (list items as ``[]``): the one list."""
 
 
 # --- the check ----------------------------------------------------------------------------------
@@ -98,6 +163,50 @@ def check(response: httpx.Response, response_type: str, visited: set[str]) -> li
     return list(lost_fields(response.json(), model, response_type, visited))
 
 
+class Reads(dict[str, Any]):
+    """A JSON object that notes every key ``parse_job`` asks it for (it reads with ``get``)."""
+
+    def __init__(self, data: dict[str, Any], path: str, log: set[str]) -> None:
+        super().__init__(data)
+        self.path, self.log = path, log
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.log.add(f"{self.path}.{key}")
+        return super().get(key, default)
+
+
+def recording(value: Any, log: set[str], path: str = "") -> Any:
+    if isinstance(value, dict):
+        return Reads({k: recording(v, log, f"{path}.{k}") for k, v in value.items()}, path, log)
+    if isinstance(value, list):
+        return [recording(v, log, f"{path}[]") for v in value]
+    return value
+
+
+def leaves(paths: set[str]) -> set[str]:  # an object never served leaves its key a leaf
+    """The paths no other path goes below: the fields read, not the objects read on the way."""
+    return {p for p in paths if not any(q.startswith((f"{p}.", f"{p}[")) for q in paths)}
+
+
+def sdk_type_of(path: str, sdk_type: str = "ShowTrainingJobDetailsResponse") -> str | None:
+    """The SDK's type of the field at ``path``, or None if the SDK has no such field."""
+    for key in re.findall(r"\.([^.\[]+(?:/[^.\[]+)?)((?:\[\])*)", path):
+        name, lists = key
+        if sdk_type.startswith("dict("):
+            sdk_type = sdk_type[len("dict(str, ") : -1]
+        else:
+            klass = getattr(models, sdk_type, None)
+            attr = {j: a for a, j in getattr(klass, "attribute_map", {}).items()}.get(name)
+            if attr is None:
+                return None
+            sdk_type = klass.openapi_types[attr]
+        for _ in range(len(lists) // 2):
+            if not sdk_type.startswith("list["):
+                return None
+            sdk_type = sdk_type[len("list[") : -1]
+    return sdk_type
+
+
 # --- the demo over loopback ---------------------------------------------------------------------
 
 
@@ -143,6 +252,35 @@ async def test_job_detail_responses_lose_no_field(
         ".spec.resource.flavor_detail.flavor_type",
         ".algorithm.engine.engine_version",
     } <= visited
+
+
+def test_every_field_the_monitor_reads_is_an_sdk_field() -> None:
+    assert {p for p in MONITOR_READS if sdk_type_of(p) is None} == set()
+    assert sdk_type_of(".status.running_records[].made_up") is None, "the walk is not vacuous"
+    assert sdk_type_of(".spec.resource.flavor_detail.flavor_info.npu.unit_num") == "str"
+
+
+async def test_every_field_the_monitor_reads_is_served_by_the_demo(
+    served: tuple[Simulator, httpx.AsyncClient],
+) -> None:
+    """The other direction: a field the monitor reads that the simulator never serves would
+    leave its parse and everything after it untested against the fake."""
+    sim, client = served
+    reads: set[str] = set()
+    visited: set[str] = set()
+    for t in times(sim.scenario):
+        sim.set_time(t)
+        for job in sim.scenario.jobs:
+            response = await client.get(f"/training-jobs/{job.id}")
+            if response.status_code == 400:
+                continue
+            check(response, "ShowTrainingJobDetailsResponse", visited)
+            parse_job(recording(response.json(), reads), job.id)
+    unlisted = {
+        p for p in leaves(reads) if not any(m == p or m.startswith(p + ".") for m in MONITOR_READS)
+    }
+    assert unlisted == set(), "parse_job reads these; list them in MONITOR_READS"
+    assert sorted(MONITOR_READS - visited) == [], "fields the monitor reads, never served"
 
 
 async def test_job_search_responses_lose_no_field(
