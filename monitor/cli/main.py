@@ -241,7 +241,11 @@ async def _once(settings: Settings, only: str | None) -> int:
             state, _ = observe(None, snap, time.time())
             print(f"# job {job.id}")
             print(json.dumps(asdict(snap), indent=2, ensure_ascii=False))
-            for family, chunk in zip(JOB_FAMILIES, render_job(state, job.labels), strict=True):
+            for family, chunk in zip(
+                JOB_FAMILIES,
+                render_job(state, job.labels, {"project_id": settings.api.project_id}),
+                strict=True,
+            ):
                 if chunk:
                     print(family.header.decode() + chunk.decode(), end="")
     return EXIT_PROBLEMS if failed else EXIT_OK

@@ -89,7 +89,7 @@ class App:
             raise
         for job_id, why in self.store.unreadable.items():
             log.error("stored_state_unreadable", job_id=job_id, error=why, note="starts afresh")
-        self.series = SeriesStore()
+        self.series = SeriesStore(project_id=s.api.project_id)
         self.metrics = MonitorMetrics()
         self.metrics.shard_ordinal.set(s.shard.index)
         self.metrics.total_shards.set(s.shard.total)

@@ -41,7 +41,7 @@ from monitor.daemon.keyed_lock import KeyedLock
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import STATE_ERROR, StateError
 from monitor.exposition.own import MonitorMetrics
-from monitor.exposition.series import SeriesStore, prepare
+from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
 from monitor.store import Store
 
@@ -284,7 +284,7 @@ class JobBook:
                 return outcome  # unwatched while the reasons were fetched
             state, events = attach_reasons(state, events, reasons)
         if state != prev or events:
-            rendered = prepare(state, job.labels)
+            rendered = self._series.prepare(state, job.labels)
             if not await self._commit(job_id, state, events, now):
                 failure = Failed(STATE_ERROR, self._store_error or "commit refused")
                 self._failed(job_id, job, failure, slow, backoff=False)

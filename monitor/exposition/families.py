@@ -40,6 +40,9 @@ class Family:
     help: str
     labels: tuple[str, ...]
     samples: Callable[[JobSnapshot, JobState], Iterable[Sample]]
+    context: tuple[str, ...] = ()
+    """Labels (also listed in ``labels``) whose values come from the monitor's own setting of
+    the job, not from the API: ``project_id`` on ``_info``. ``series.render_job`` fills them."""
 
     @property
     def header(self) -> bytes:
@@ -93,8 +96,10 @@ JOB_FAMILIES: tuple[Family, ...] = (
             "pool_id",
             "pool_name",
             "flavor_name",
+            "project_id",
         ),
         _info,
+        context=("project_id",),
     ),
     Family(
         "modelarts_training_job_phase",
@@ -198,10 +203,15 @@ JOB_FAMILIES: tuple[Family, ...] = (
         "Exit code of each task that reported one (status.task_statuses)." + CACHED,
         ("task",),
         (
+            # One series per task (a task listed twice: the last entry wins): a duplicate series
+            # would make the whole scrape unparseable.
             lambda s, st: [
-                ({"task": t.task}, float(t.exit_code))
-                for t in s.task_statuses
-                if t.exit_code is not None and t.task
+                ({"task": task}, float(code))
+                for task, code in {
+                    t.task: t.exit_code
+                    for t in s.task_statuses
+                    if t.exit_code is not None and t.task
+                }.items()
             ]
         ),
     ),

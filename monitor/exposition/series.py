@@ -20,6 +20,7 @@ from monitor.exposition.families import (
     LAST_SUCCESS,
     UP,
     USAGE,
+    Family,
     Sample,
     one,
 )
@@ -50,13 +51,29 @@ def _render(name: str, prefix: str, samples: Iterable[Sample]) -> bytes:
     return "".join(lines).encode()
 
 
-def render_job(state: JobState, labels: Mapping[str, str]) -> tuple[bytes, ...]:
-    """One bytes chunk per entry of ``JOB_FAMILIES`` (possibly empty)."""
+def render_job(
+    state: JobState, labels: Mapping[str, str], context: Mapping[str, str] | None = None
+) -> tuple[bytes, ...]:
+    """One bytes chunk per entry of ``JOB_FAMILIES`` (possibly empty). ``context`` holds the
+    values of the families' context labels (``project_id``)."""
     snapshot = state.snapshot
     if snapshot is None:  # nothing known from the API yet: no series, not zeros
         return (b"",) * len(JOB_FAMILIES)
     prefix = job_label_prefix(state.job_id, state.job_name, labels)
-    return tuple(_render(f.name, prefix, f.samples(snapshot, state)) for f in JOB_FAMILIES)
+    context = context or {}
+    return tuple(
+        _render(f.name, prefix, _with_context(f, f.samples(snapshot, state), context))
+        for f in JOB_FAMILIES
+    )
+
+
+def _with_context(
+    family: Family, samples: Iterable[Sample], context: Mapping[str, str]
+) -> Iterable[Sample]:
+    if not family.context:
+        return samples
+    extra = {name: context.get(name, "") for name in family.context}
+    return [({**labels, **extra}, value) for labels, value in samples]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +87,13 @@ class Rendered:
     chunks: tuple[bytes, ...]
 
 
-def prepare(state: JobState, labels: Mapping[str, str]) -> Rendered:
+def prepare(
+    state: JobState, labels: Mapping[str, str], context: Mapping[str, str] | None = None
+) -> Rendered:
     """Render a job's lines (``JOB_FAMILIES``) from its state; raises if a value cannot be
     rendered, before anything is shown."""
     prefix = job_label_prefix(state.job_id, state.job_name, labels)
-    return Rendered(state.job_id, prefix, render_job(state, labels))
+    return Rendered(state.job_id, prefix, render_job(state, labels, context))
 
 
 @dataclass(slots=True)
@@ -94,8 +113,9 @@ class SeriesStore:
     a second copy of every job's lines, while joining them again costs tens of milliseconds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, project_id: str = "") -> None:
         self._jobs: dict[str, _JobEntry] = {}
+        self._context = {"project_id": project_id}
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._jobs
@@ -103,9 +123,13 @@ class SeriesStore:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def prepare(self, state: JobState, labels: Mapping[str, str]) -> Rendered:
+        """``prepare`` with this store's context (the project the jobs belong to)."""
+        return prepare(state, labels, self._context)
+
     def update(self, state: JobState, labels: Mapping[str, str]) -> None:
         """Re-render a job's series after its state (or its configured labels) changed."""
-        self.install(prepare(state, labels))
+        self.install(self.prepare(state, labels))
 
     def install(self, rendered: Rendered) -> None:
         """Show lines rendered earlier (``prepare``), in place of the job's old ones."""

@@ -285,7 +285,7 @@ async def test_a_failure_after_the_request_is_that_polls_failure_and_changes_not
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise OverflowError("integer too large to convert to float")
 
-    target = {"observe": (jobs_module, "observe"), "render": (jobs_module, "prepare")}
+    target = {"observe": (jobs_module, "observe"), "render": (rig.series, "prepare")}
     if stage == "commit":
         monkeypatch.setattr(rig.store, "commit", boom)
     else:

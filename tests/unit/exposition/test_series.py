@@ -44,7 +44,7 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 def test_seed_document_renders_the_golden_exposition(seed_doc: dict[str, Any]) -> None:
     """Golden text, as kube-state-metrics' job_test.go: any change to the output is deliberate."""
-    store = SeriesStore()
+    store = SeriesStore(project_id="0a1b2c3d4e5f")
     state = state_of(seed_doc)
     store.update(state, {"team": "nlp"})
     store.set_health(state.job_id, True, NOW + 0.5)
@@ -366,3 +366,26 @@ def test_info_names_the_pool_and_flavor_and_a_dedicated_pools_flavor_type() -> N
     assert value == 1
     assert (info["pool_name"], info["flavor_name"]) == ("llm-dedicated", "Ascend: 8*snt9b")
     assert info["flavor_type"] == "Ascend", "derived from the allocated accelerator type"
+
+
+def test_project_id_from_the_config_is_on_info_only() -> None:
+    store = SeriesStore(project_id="proj-7")
+    store.update(state_of(job_doc()), {})
+    text = store.render().decode()
+    info = [line for line in text.splitlines() if line.startswith("modelarts_training_job_info{")]
+    assert len(info) == 1 and 'project_id="proj-7"' in info[0]
+    assert sum('project_id="' in line for line in text.splitlines()) == 1
+
+
+def test_a_task_listed_twice_renders_one_exit_code_series_and_the_scrape_parses() -> None:
+    store = SeriesStore()
+    statuses = [
+        {"task": "worker-0", "exit_code": 1, "message": "first"},
+        {"task": "worker-0", "exit_code": 137, "message": "again"},
+    ]
+    store.update(state_of(job_doc(task_statuses=statuses)), {})
+    text = store.render().decode()
+    name = "modelarts_training_job_task_exit_code{"
+    lines = [line for line in text.splitlines() if line.startswith(name)]
+    assert len(lines) == 1, "a duplicate series makes Prometheus refuse the whole scrape"
+    assert lines[0].endswith(" 137")
