@@ -182,8 +182,10 @@ class RebuildingCollector:
             name = family.name.removesuffix("_total") if family.type == "counter" else family.name
             metric = builder(name, family.help, labels=names)
             for state, labels in zip(self.states, self.labels, strict=True):
+                context = dict.fromkeys(family.context, PROJECT)  # e.g. _info's project_id
                 for sample_labels, value in family.samples(state.snapshot, state):
                     values = [state.job_id, state.job_name, labels["team"]]
+                    sample_labels = {**sample_labels, **context}
                     metric.add_metric(values + [sample_labels[k] for k in extra], value)
             yield metric
 
