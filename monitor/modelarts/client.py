@@ -147,6 +147,12 @@ class Body:
     def json(self) -> Any:
         try:
             return json.loads(self.content)
+        except RecursionError as exc:  # valid JSON, but nested deeper than any answer is
+            raise InvalidResponse(
+                "body is nested too deeply to be a ModelArts answer",
+                status=self.status,
+                request_id=self.request_id,
+            ) from exc
         except ValueError as exc:
             text = self.content[:400].decode("utf-8", "replace")
             raise InvalidResponse(

@@ -408,3 +408,12 @@ async def test_the_aiohttp_transport_keeps_errors_honest() -> None:
     async with ModelArtsClient(f"http://127.0.0.1:{port}", "p", transport=transport) as client:
         with pytest.raises(NetworkError):
             await client.get_job("job-1")
+
+
+async def test_a_200_nested_deeper_than_any_answer_is_an_invalid_response_not_a_crash() -> None:
+    """Valid JSON can nest deeper than the decoder recurses: that is a bad answer like any
+    other, not a bug to catch with a traceback (found by the pipeline property test)."""
+    exc = await raised(answer(200, b"[" * 100_000))
+
+    assert type(exc) is InvalidResponse
+    assert "nested too deeply" in str(exc)
