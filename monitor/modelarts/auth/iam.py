@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from monitor.errors import ApiError, AuthError, InvalidResponse, RateLimited, ServerError
-from monitor.modelarts.responses import excerpt, request_id, retry_after
+from monitor.modelarts.responses import error_fields, excerpt, request_id, retry_after
 
 __all__ = ["TokenAuth"]
 
@@ -237,7 +237,7 @@ class TokenAuth(httpx.Auth):
 
     def _iam_error(self, response: httpx.Response) -> ApiError:
         status = response.status_code
-        message, code = _iam_message(response)
+        code, message = error_fields(response)
         text = excerpt(self._redact(message))  # redact before truncating
         kw: dict[str, Any] = {"status": status, "error_code": code}
         kw["request_id"] = request_id(response)
@@ -344,21 +344,3 @@ def _parse_time(value: object) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
-
-
-def _iam_message(response: httpx.Response) -> tuple[str, str | None]:
-    """``(message, error code)`` from an IAM error: Keystone's ``{"error": {...}}`` or Huawei's."""
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return response.text, None
-    if not isinstance(body, dict):
-        return response.text, None
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        code = error.get("code")
-        return error["message"], str(code) if code is not None else None
-    message, code = body.get("error_msg"), body.get("error_code")
-    if isinstance(message, str):
-        return message, code if isinstance(code, str) else None
-    return response.text, None
