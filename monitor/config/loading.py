@@ -32,6 +32,7 @@ from yaml.events import AliasEvent, Event
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from monitor.config.settings import Settings
+from monitor.core.text import first_unsafe
 from monitor.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -56,7 +57,6 @@ _KINDS = {
     _TAG + "timestamp": "a date",
 }
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 """Control characters (C0, DEL, C1) and the Unicode line separators: no setting means one, and
 each would break a log line, a label value, an HTTP header or the terminal showing an error."""
 _PAIR = re.compile("([\ud800-\udbff])([\udc00-\udfff])")
@@ -132,8 +132,8 @@ def expand_env(node: object, env: Mapping[str, str], path: str = "") -> object:
 def _checked(text: str, path: str, what: str) -> str:
     """``text`` with each UTF-16 surrogate pair joined into its character, as JSON means the
     pair; ``ConfigError`` for a lone surrogate (UTF-8 cannot encode it: the start crashed
-    rendering the job's series) or an unsafe character (``_UNSAFE``). Values are never shown:
-    they may be secrets."""
+    rendering the job's series) or a character the edge's text rule would replace
+    (``core.text.first_unsafe``). Values are never shown: they may be secrets."""
     if not text.isascii():
         text = _PAIR.sub(
             lambda m: chr(0x10000 + (ord(m[1]) - 0xD800) * 0x400 + ord(m[2]) - 0xDC00), text
@@ -143,9 +143,9 @@ def _checked(text: str, path: str, what: str) -> str:
                 f"{path or '$'}: {what} holds U+{ord(lone[0]):04X}, half of a UTF-16 surrogate "
                 "pair without its other half; write the character itself"
             )
-    if bad := _UNSAFE.search(text):
-        kind = "a line separator" if bad[0] in "\u2028\u2029" else "a control character"
-        raise ConfigError(f"{path or '$'}: {what} contains U+{ord(bad[0]):04X}, {kind}")
+    if bad := first_unsafe(text):  # no surrogate is left here: only controls and separators
+        kind = "a line separator" if bad in "\u2028\u2029" else "a control character"
+        raise ConfigError(f"{path or '$'}: {what} contains U+{ord(bad):04X}, {kind}")
     return text
 
 

@@ -52,6 +52,13 @@ def clip(text: str, limit: int = TEXT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
+def first_unsafe(text: str) -> str | None:
+    """The first character ``label_text`` would replace, or None: for input that is refused
+    rather than cleaned (the config)."""
+    found = _ONE_LINE_UNSAFE.search(text)
+    return found[0] if found else None
+
+
 def label_text(text: str, limit: int = LABEL_LIMIT) -> str:
     """One line of encodable text, at most ``limit`` characters: fit to be a label value."""
     return _ONE_LINE_UNSAFE.sub(REPLACEMENT, clip(text, limit))

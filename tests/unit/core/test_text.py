@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.text import LABEL_LIMIT, TEXT_LIMIT, clip, free_text, label_text
+from monitor.core.text import LABEL_LIMIT, TEXT_LIMIT, clip, first_unsafe, free_text, label_text
 
 R = "\ufffd"
 
@@ -94,3 +94,14 @@ def test_any_text_comes_out_encodable_bounded_and_without_control_characters(
         json.dumps(cleaned, ensure_ascii=False).encode("utf-8")
         for ch in cleaned:
             assert ch in kept or unicodedata.category(ch) not in {"Cc", "Cs", "Zl", "Zp"}, ch
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [("plain", None), ("a\tb", "\t"), ("x\u2028y", "\u2028"), ("\ud800", "\ud800"), ("é✓", None)],
+)
+def test_first_unsafe_names_the_first_character_label_text_would_replace(
+    text: str, found: str | None
+) -> None:
+    assert first_unsafe(text) == found
+    assert (label_text(text) == text) is (found is None)
