@@ -14,45 +14,18 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.core.events import new_event, to_cloudevent
 from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import CloudEvent, DeliveryError, FileSink, Rejected
 from monitor.exposition.own import MonitorMetrics
 from monitor.store.database import Store
 from tests.conftest import SEED_ID, wait_for
+from tests.unit.delivery.conftest import NOW, cloud, poisoned
 
-NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
 DELIVERIES = "modelarts_monitor_event_deliveries_total"
 PENDING = "modelarts_monitor_outbox_pending"
 DEAD = "modelarts_monitor_dead_letters_total"
-
-
-def cloud(n: int, job_id: str = SEED_ID) -> dict[str, Any]:
-    event = new_event(
-        "phase_changed",
-        job_id=job_id,
-        job_name="bert-pretrain",
-        key=("Pending", "Running", n),
-        data={"from": "Pending", "to": "Running"},
-        time=NOW + n,
-    )
-    return to_cloudevent(event, "proj")
-
-
-def poisoned(n: int) -> dict[str, Any]:
-    """A task failure whose message holds a lone surrogate (what an older monitor's outbox
-    could hold): JSON-escaped in the outbox, but no UTF-8 writer can encode it."""
-    event = new_event(
-        "task_failed",
-        job_id=SEED_ID,
-        job_name="bert-pretrain",
-        key=("worker-0", n),
-        data={"task": "worker-0", "exit_code": 1, "message": "bad \udce9 byte"},
-        time=NOW + n,
-    )
-    return to_cloudevent(event, "proj")
 
 
 def ids(docs: Sequence[CloudEvent]) -> list[str]:

@@ -18,45 +18,19 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from monitor.config.settings import WebhookSinkSettings
-from monitor.core.events import new_event, to_cloudevent
 from monitor.core.state import JobState
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import DeliveryError, Rejected, WebhookSink, build_sinks
 from monitor.exposition.own import MonitorMetrics
 from monitor.store.database import Store
 from tests.conftest import SEED_ID
+from tests.unit.delivery.conftest import NOW, cloud, poisoned
 
-NOW = 1_800_000_000.0
 PATH_TOKEN = "PATHTOKEN-5f1d2c"
 QUERY_TOKEN = "QUERYTOKEN-9a8b7c"
 SECRETS = (PATH_TOKEN, QUERY_TOKEN)
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
-
-
-def cloud(n: int) -> dict[str, Any]:
-    event = new_event(
-        "phase_changed",
-        job_id=SEED_ID,
-        job_name="bert-pretrain",
-        key=("Pending", "Running", n),
-        data={"from": "Pending", "to": "Running"},
-        time=NOW + n,
-    )
-    return to_cloudevent(event, "proj")
-
-
-def poisoned(n: int) -> dict[str, Any]:
-    """An event with a lone surrogate in its message: no UTF-8 request body can carry it."""
-    event = new_event(
-        "task_failed",
-        job_id=SEED_ID,
-        job_name="bert-pretrain",
-        key=("worker-0", n),
-        data={"task": "worker-0", "exit_code": 1, "message": "bad \udce9 byte"},
-        time=NOW + n,
-    )
-    return to_cloudevent(event, "proj")
 
 
 def events(count: int) -> list[dict[str, Any]]:
