@@ -103,6 +103,10 @@ ACCELERATORS_PER_NODE = Bound(0, 1_024, "accelerators on one node, at most 1,024
 a node holds 8 or 16 cards; 1,024 leaves room and still catches a byte count sent as cards."""
 EXIT_CODE = Bound(-(2**31), 2**31 - 1, "a 32-bit signed exit code")
 """``task_statuses[].exit_code``: what a process exit status can be on any platform."""
+TASK_ROLES = 64
+"""Most entries of the top-level ``tasks[]`` (the roles of a heterogeneous job) a body may
+list. A job has a handful of roles; a longer list is not a job's description but garbage, and
+each role is exported as series, so the list is refused (``invalid_response``), not cut."""
 NAME_LIMIT = 64
 """``metadata.name``: the API reference allows 1-64 characters. A longer name is cut to this,
 not refused: the name is shown, not used to identify the job (``job_id`` does), and refusing
@@ -156,6 +160,27 @@ class TaskStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskRole:
+    """One role of a heterogeneous job: an entry of the top-level ``tasks[]`` (SDK
+    ``TaskResponse``) with the flavour of its ``task_resource``.
+
+    The API gives no node count per role (``max_num`` is the flavour's maximum, not what the
+    role holds), so a role's accelerators are known per node only; the job's total stays
+    ``JobSnapshot.accelerators``, from ``spec.resource``."""
+
+    role: str = ""
+    """``tasks[].role``: the API reference says roles are "not supported yet", so often empty;
+    the role's position in ``tasks[]`` identifies it."""
+    flavor_id: str = ""
+    flavor_name: str = ""
+    flavor_type: str = ""
+    pool_id: str = ""
+    accelerator_type: str = ""
+    """``gpu`` or ``npu`` from ``task_resource.flavor_info``; "" when the role holds none."""
+    accelerators_per_node: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JobSnapshot:
     """What one successful poll says about one job. Times from the API are kept in its units."""
 
@@ -192,6 +217,8 @@ class JobSnapshot:
     tasks: tuple[str, ...] = ()
     task_statuses: tuple[TaskStatus, ...] = ()
     running_records: tuple[RunningRecord, ...] = ()
+    roles: tuple[TaskRole, ...] = ()
+    """The top-level ``tasks[]`` of a heterogeneous job, in the API's order; empty otherwise."""
 
     @property
     def terminal(self) -> bool:

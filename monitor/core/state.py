@@ -12,6 +12,8 @@ its ``format``; a change of the stored form is a new format with an upgrade step
 - format 4: the snapshot adds ``flavor_name``, ``pool_name``, ``retry_limit``,
   ``accelerator_type`` and ``accelerators``, and running records ``xpu_start_at``; read from 3
   with them unknown (empty, ``None``) until the next poll fills them in.
+- format 5: the snapshot adds ``roles`` (a heterogeneous job's ``tasks[]``: role and flavour);
+  read from 4 with none known until the next poll.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from monitor.core.events import Occurrences
 from monitor.core.hang import HangState
-from monitor.core.job import JobSnapshot, RecoverRecord, RunningRecord, TaskStatus
+from monitor.core.job import JobSnapshot, RecoverRecord, RunningRecord, TaskRole, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,7 @@ class JobState:
         return self.snapshot is not None and not self.gone and self.snapshot.phase == "Running"
 
 
-STATE_FORMAT = 4
+STATE_FORMAT = 5
 
 
 class StoredFormError(ValueError):
@@ -116,6 +118,7 @@ _UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda doc: {**doc, "format": 2},  # same names; what 1 lacked has defaults in 2
     2: lambda doc: {**doc, "format": 3, "occurrences": {}},  # nothing was counted before 3
     3: lambda doc: {**doc, "format": 4},  # the new snapshot names have defaults: unknown yet
+    4: lambda doc: {**doc, "format": 5},  # no roles until the next poll: their default
 }
 """``_UPGRADES[n]`` takes a stored state from format n to n+1."""
 
@@ -137,6 +140,7 @@ def _encode_snapshot(s: JobSnapshot) -> dict[str, Any]:
             }
             for r in s.running_records
         ],
+        "roles": [{name: getattr(r, name) for name in _ROLE_SCALARS} for r in s.roles],
     }
 
 
@@ -190,6 +194,10 @@ def _decode_snapshot(s: Mapping[str, Any]) -> JobSnapshot:
             )
             for r in s.get("running_records", ())
         ),
+        roles=tuple(
+            TaskRole(**{name: r[name] for name in _ROLE_SCALARS if name in r})
+            for r in s.get("roles", ())
+        ),
     )
 
 
@@ -238,4 +246,13 @@ _RECOVER_SCALARS = (
     "related_task",
     "recover_start_at",
     "recover_end_at",
+)
+_ROLE_SCALARS = (
+    "role",
+    "flavor_id",
+    "flavor_name",
+    "flavor_type",
+    "pool_id",
+    "accelerator_type",
+    "accelerators_per_node",
 )

@@ -239,6 +239,48 @@ JOB_FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
+        "modelarts_training_job_role_info",
+        "gauge",
+        "Each role of a heterogeneous job (the top-level tasks[]) and the flavour of its"
+        " task_resource, value 1; role_index is the role's position in tasks[] (the API may"
+        " leave role empty); absent for other jobs." + CACHED,
+        ("role_index", "role", "flavor_id", "flavor_name", "flavor_type", "pool_id"),
+        (
+            lambda s, st: [
+                (
+                    {
+                        "role_index": str(i),
+                        "role": r.role,
+                        "flavor_id": r.flavor_id,
+                        "flavor_name": r.flavor_name,
+                        "flavor_type": r.flavor_type,
+                        "pool_id": r.pool_id,
+                    },
+                    1.0,
+                )
+                for i, r in enumerate(s.roles)
+            ]
+        ),
+    ),
+    Family(
+        "modelarts_training_job_role_accelerators_per_node",
+        "gauge",
+        "Accelerators on each node of a heterogeneous job's role (tasks[].task_resource"
+        ".flavor_info), type gpu or npu (Ascend); per node because the API gives no node count"
+        " per role; absent for roles without accelerators." + CACHED,
+        ("role_index", "role", "type"),
+        (
+            lambda s, st: [
+                (
+                    {"role_index": str(i), "role": r.role, "type": r.accelerator_type},
+                    float(r.accelerators_per_node),
+                )
+                for i, r in enumerate(s.roles)
+                if r.accelerators_per_node and r.accelerator_type
+            ]
+        ),
+    ),
+    Family(
         "modelarts_training_job_phase_last_change_timestamp_seconds",
         "gauge",
         "When the monitor first saw the job's current phase, Unix seconds.",

@@ -34,12 +34,14 @@ from monitor.core.job import (
     NODE_COUNT,
     RETRY_ANNOTATION,
     RETRY_LIMIT,
+    TASK_ROLES,
     TIME_MS,
     TIME_S,
     Bound,
     JobSnapshot,
     RecoverRecord,
     RunningRecord,
+    TaskRole,
     TaskStatus,
 )
 from monitor.core.text import LABEL_LIMIT, clip, free_text, label_text
@@ -122,6 +124,7 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
             _record(r, f"status.running_records[{i}]")
             for i, r in enumerate(_list(status.get("running_records"), "status.running_records"))
         ),
+        roles=_roles(doc.get("tasks")),
     )
 
 
@@ -140,17 +143,9 @@ def _accelerators(
     """
     path = "spec.resource.flavor_detail"
     flavor_type = _line(flavor_detail.get("flavor_type"), f"{path}.flavor_type")
-    info = _obj(flavor_detail.get("flavor_info"), f"{path}.flavor_info")
-    gpu = _obj(info.get("gpu"), f"{path}.flavor_info.gpu")
-    npu = _obj(info.get("npu"), f"{path}.flavor_info.npu")
-    gpus = _int(gpu.get("unit_num"), f"{path}.flavor_info.gpu.unit_num", ACCELERATORS_PER_NODE)
-    npus = _int_text(  # a string in the SDK and the reference; a number is taken too
-        npu.get("unit_num"), f"{path}.flavor_info.npu.unit_num", ACCELERATORS_PER_NODE
-    )
-    if npus:
-        return flavor_type, "npu", npus
-    if gpus:
-        return flavor_type, "gpu", gpus
+    accelerator, per_node = _cards(flavor_detail.get("flavor_info"), f"{path}.flavor_info")
+    if per_node:
+        return flavor_type, accelerator, per_node
     path = "spec.resource.main_container_allocated_resources"
     allocated = _obj(resource.get("main_container_allocated_resources"), path)
     count = _int(allocated.get("accelerator_num"), f"{path}.accelerator_num", ACCELERATORS_PER_NODE)
@@ -159,6 +154,53 @@ def _accelerators(
     if not flavor_type and allocated:
         flavor_type = {"npu": "Ascend", "gpu": "GPU"}.get(accelerator, "CPU")
     return flavor_type, accelerator, count if accelerator else None
+
+
+def _cards(raw: object, path: str) -> tuple[str, int | None]:
+    """``(accelerator type, cards per node)`` of a ``flavor_info`` (``FlavorInfo`` under
+    ``flavor_detail``, ``FlavorInfoResponse`` under a role's ``task_resource``: the same
+    ``gpu``/``npu`` objects); ``("", None)`` when it names no card."""
+    info = _obj(raw, path)
+    gpu = _obj(info.get("gpu"), f"{path}.gpu")
+    npu = _obj(info.get("npu"), f"{path}.npu")
+    gpus = _int(gpu.get("unit_num"), f"{path}.gpu.unit_num", ACCELERATORS_PER_NODE)
+    npus = _int_text(  # a string in the SDK and the reference; a number is taken too
+        npu.get("unit_num"), f"{path}.npu.unit_num", ACCELERATORS_PER_NODE
+    )
+    if npus:
+        return "npu", npus
+    if gpus:
+        return "gpu", gpus
+    return "", None
+
+
+def _roles(raw: object) -> tuple[TaskRole, ...]:
+    """The top-level ``tasks[]`` of a heterogeneous job (SDK ``TaskResponse``): each role and
+    the flavour of its ``task_resource`` (``FlavorResponse``)."""
+    entries = _list(raw, "tasks")
+    if len(entries) > TASK_ROLES:
+        raise InvalidResponse(
+            f"tasks: {len(entries)} roles, more than the {TASK_ROLES} a job can mean"
+        )
+    roles = []
+    for i, entry in enumerate(entries):
+        path = f"tasks[{i}]"
+        task = _obj(entry, path)
+        resource = _obj(task.get("task_resource"), f"{path}.task_resource")
+        path = f"{path}.task_resource"
+        accelerator, per_node = _cards(resource.get("flavor_info"), f"{path}.flavor_info")
+        roles.append(
+            TaskRole(
+                role=_line(task.get("role"), f"tasks[{i}].role"),
+                flavor_id=_line(resource.get("flavor_id"), f"{path}.flavor_id"),
+                flavor_name=_line(resource.get("flavor_name"), f"{path}.flavor_name"),
+                flavor_type=_line(resource.get("flavor_type"), f"{path}.flavor_type"),
+                pool_id=_line(resource.get("pool_id"), f"{path}.pool_id"),
+                accelerator_type=accelerator,
+                accelerators_per_node=per_node,
+            )
+        )
+    return tuple(roles)
 
 
 def _task_status(raw: object, path: str) -> TaskStatus:

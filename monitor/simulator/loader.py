@@ -26,6 +26,7 @@ from monitor.simulator.scenario import (
     Engine,
     Flavor,
     JobSpec,
+    Role,
     RunEnd,
     Scenario,
     Step,
@@ -51,6 +52,7 @@ _JOB_KEYS = (
     "annotations",
     "node_count",
     "tasks",
+    "roles",
     "latency",
     "timeline",
 )
@@ -166,6 +168,7 @@ def _parse_job(c: Checker, raw: object, path: str) -> JobSpec | None:
     if "tasks" in m:
         raw_tasks = c.sequence(m["tasks"], f"{path}.tasks") or []
         tasks = tuple(c.string(t, f"{path}.tasks[{i}]") or "" for i, t in enumerate(raw_tasks))
+    roles = _parse_roles(c, m["roles"], f"{path}.roles") if "roles" in m else ()
     latency = c.get(m, "latency", path, c.number, default=0.0)
     steps = _parse_timeline(c, m.get("timeline"), f"{path}.timeline") if "timeline" in m else []
     check_usage_tasks(c, m.get("timeline"), tasks, f"{path}.timeline")
@@ -185,6 +188,7 @@ def _parse_job(c: Checker, raw: object, path: str) -> JobSpec | None:
         annotations=annotations,
         node_count=node_count,
         tasks=tasks,
+        roles=roles,
         latency=latency,
     )
 
@@ -202,6 +206,23 @@ def _parse_flavor(c: Checker, raw: object, path: str) -> Flavor:
         gpus=c.get(f, "gpus", path, c.integer, default=None, minimum=0),
         npus=c.get(f, "npus", path, c.integer, default=None, minimum=0),
     )
+
+
+def _parse_roles(c: Checker, raw: object, path: str) -> tuple[Role, ...]:
+    roles = []
+    for i, item in enumerate(c.sequence(raw, path) or []):
+        p = f"{path}[{i}]"
+        r = c.mapping(item, p, ("role", "flavor", "pool_id"), required=("role", "flavor"))
+        if r is None or "flavor" not in r:
+            continue
+        roles.append(
+            Role(
+                role=c.get(r, "role", p, c.string, default=""),
+                flavor=_parse_flavor(c, r["flavor"], f"{p}.flavor"),
+                pool_id=c.get(r, "pool_id", p, c.string, default=None),
+            )
+        )
+    return tuple(roles)
 
 
 def _parse_allocated(c: Checker, raw: object, path: str) -> tuple[str, int] | None:

@@ -26,6 +26,9 @@ Scenario file format (YAML)::
         annotations: {fault-tolerance/job-retry-num: "3"}   # metadata.annotations, strings
         node_count: 4              # requested nodes (spec.resource.node_count), default 1
         tasks: [worker-0, worker-1]  # status.tasks, default [worker-0]
+        roles:                     # a heterogeneous job's top-level tasks[] (optional): each a
+          - {role: learner, flavor: {id: modelarts.vm.gpu.8v100, type: GPU, gpus: 8},
+             pool_id: pool-abc}    # role and flavour (as above) of its task_resource
         latency: 0                 # wall seconds to wait before answering for this job
         timeline:                  # at least one step, sorted by `at` (scenario seconds)
           - at: 0                  # the job does not exist before its first step
@@ -122,6 +125,16 @@ class Flavor:
     name: str | None = None
     gpus: int | None = None
     npus: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """One role of a heterogeneous job: an entry of the top-level ``tasks[]`` (SDK
+    ``TaskResponse``), with the flavour of its ``task_resource`` (``FlavorResponse``)."""
+
+    role: str
+    flavor: Flavor
+    pool_id: str | None = None
 
 
 DEFAULT_ENGINE = Engine("pytorch_1.8.0-cuda_10.2-py_3.7", "PyTorch", "PyTorch-1.8.0-python3.7")
@@ -250,6 +263,8 @@ class JobSpec:
     annotations: tuple[tuple[str, str], ...] = ()
     node_count: int = 1
     tasks: tuple[str, ...] = ("worker-0",)
+    roles: tuple[Role, ...] = ()
+    """A heterogeneous job's roles (the top-level ``tasks[]``); none for an ordinary job."""
     latency: float = 0.0
     states: tuple[JobState, ...] = field(init=False, repr=False, compare=False)
     _times: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -305,7 +320,7 @@ def render(job: JobSpec, state: JobState, t: float, epoch: float) -> dict[str, A
     }
     if job.annotations:
         metadata["annotations"] = dict(job.annotations)
-    return {
+    doc = {
         "kind": "job",
         "metadata": metadata,
         "status": {
@@ -329,6 +344,33 @@ def render(job: JobSpec, state: JobState, t: float, epoch: float) -> dict[str, A
         },
         "spec": {"resource": _resource(job)},
     }
+    if job.roles:
+        doc["tasks"] = [_role(r) for r in job.roles]
+    return doc
+
+
+def _role(r: Role) -> dict[str, Any]:
+    """A ``TaskResponse``: the role and its ``task_resource`` (a ``FlavorResponse``, whose
+    ``flavor_type`` sits beside the flavour's id rather than in a ``flavor_detail``)."""
+    resource: dict[str, Any] = {"flavor_id": r.flavor.id, "flavor_type": r.flavor.type}
+    if r.flavor.name is not None:
+        resource["flavor_name"] = r.flavor.name
+    if r.pool_id is not None:
+        resource["pool_id"] = r.pool_id
+    if info := _flavor_info(r.flavor):
+        resource["flavor_info"] = info
+    return {"role": r.role, "task_resource": resource}
+
+
+def _flavor_info(flavor: Flavor) -> dict[str, Any]:
+    """``flavor_info`` (SDK ``FlavorInfo`` / ``FlavorInfoResponse``, the same ``Gpu``/``Npu``):
+    the GPU count a number, the NPU count a string, as the SDK types them."""
+    info: dict[str, Any] = {}
+    if flavor.gpus is not None:
+        info["gpu"] = {"unit_num": flavor.gpus}
+    if flavor.npus is not None:
+        info["npu"] = {"unit_num": str(flavor.npus)}
+    return info
 
 
 def _resource(job: JobSpec) -> dict[str, Any]:
@@ -339,13 +381,8 @@ def _resource(job: JobSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"flavor_id": flavor.id, "node_count": job.node_count}
     out.update({k: v for k, v in optional.items() if v is not None})
     if allocated is None:
-        info: dict[str, Any] = {}
-        if flavor.gpus is not None:
-            info["gpu"] = {"unit_num": flavor.gpus}
-        if flavor.npus is not None:
-            info["npu"] = {"unit_num": str(flavor.npus)}
         out["flavor_detail"] = {"flavor_type": flavor.type}
-        if info:
+        if info := _flavor_info(flavor):
             out["flavor_detail"]["flavor_info"] = info
     else:
         kind, count = allocated

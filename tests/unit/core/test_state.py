@@ -38,14 +38,15 @@ NEW_IN_4 = {
 """The snapshot names format 4 added, as an older row reads: unknown until the next poll."""
 
 
-def as_format4(doc: dict[str, Any]) -> dict[str, Any]:
-    """What a row of format 1 to 3 is stored as once upgraded: its names, plus format 4's."""
+def as_current(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a row of format 1 to 4 is stored as once upgraded: its names, plus the names later
+    formats added (format 4's if it lacks them, format 5's ``roles``)."""
     snap = doc["snapshot"]
-    records = [{**r, "xpu_start_at": None} for r in snap["running_records"]]
+    records = [{"xpu_start_at": None, **r} for r in snap["running_records"]]
     return {
         **doc,
-        "format": 4,
-        "snapshot": {**snap, **NEW_IN_4, "running_records": records},
+        "format": STATE_FORMAT,
+        "snapshot": {**NEW_IN_4, **snap, "roles": [], "running_records": records},
     }
 
 
@@ -57,7 +58,7 @@ def test_a_row_written_before_the_form_was_versioned_loads_whole() -> None:
     assert state.recoveries == {"pod_reschedule": {"success": 1}}
     assert state.last_reason["message"] == "OOM"
     assert state.hang.episode == 1 and state.hang.suspected_at == 1_799_999_900.0
-    assert encode_state(state) == as_format4({**format1(), "occurrences": {}}), (
+    assert encode_state(state) == as_current({**format1(), "occurrences": {}}), (
         "later formats keep format 1's names: the upgrades add the version and the new fields"
     )
 
@@ -85,6 +86,7 @@ def test_the_stored_names_are_the_format_not_the_dataclass_fields() -> None:
             "requested_nodes", "phase", "secondary_phase", "duration_ms", "start_time_ms",
             "nodes", "nodes_at_ms", "tasks", "task_statuses", "running_records",
             "flavor_name", "pool_name", "retry_limit", "accelerator_type", "accelerators",
+            "roles",
         ]
     )  # fmt: skip
     assert sorted(record) == sorted(
@@ -94,6 +96,13 @@ def test_the_stored_names_are_the_format_not_the_dataclass_fields() -> None:
         ]
     )  # fmt: skip
     assert sorted(doc["hang"]) == ["episode", "idle_since", "suspected_at"]
+    with_roles = encode_state(decode_state({**doc, "snapshot": {**snapshot, "roles": [{}]}}))
+    assert sorted(with_roles["snapshot"]["roles"][0]) == sorted(
+        [
+            "role", "flavor_id", "flavor_name", "flavor_type", "pool_id", "accelerator_type",
+            "accelerators_per_node",
+        ]
+    )  # fmt: skip
 
 
 def test_a_format1_row_from_before_recoveries_existed_loads_with_empty_defaults() -> None:
@@ -112,16 +121,16 @@ def test_a_format2_row_loads_with_no_look_alikes_counted_yet() -> None:
     """Format 2 is format 1's names with the version (what the previous monitor wrote)."""
     state = decode_state({**format1(), "format": 2})
     assert state.occurrences == {}
-    assert encode_state(state) == as_format4({**format1(), "occurrences": {}})
+    assert encode_state(state) == as_current({**format1(), "occurrences": {}})
 
 
 def test_a_format3_row_loads_with_the_new_fields_unknown_until_the_next_poll() -> None:
-    """Format 3 is what the previous monitor wrote; the store re-encodes it as format 4."""
+    """Format 3 is what an older monitor wrote; the store re-encodes it in today's format."""
     row = {**format1(), "format": 3, "occurrences": {}}
     old = decode_state(row)
     assert old.snapshot is not None and old.snapshot.retry_limit is None
     assert old.snapshot.running_records[0].xpu_start_at is None
-    assert encode_state(old) == as_format4(row)
+    assert encode_state(old) == as_current(row)
 
 
 def test_the_fields_format4_added_survive_a_restart() -> None:
@@ -142,6 +151,41 @@ def test_the_fields_format4_added_survive_a_restart() -> None:
     stored = json.loads(json.dumps(encode_state(state)))
     assert stored["snapshot"]["retry_limit"] == 3
     assert stored["snapshot"]["running_records"][0]["xpu_start_at"] == 130
+    assert decode_state(stored) == state
+
+
+def test_a_format4_row_loads_with_no_roles_until_the_next_poll() -> None:
+    """Format 4 is what the previous monitor wrote: no ``roles``, so none are known."""
+    row = as_current({**format1(), "occurrences": {}})
+    row = {
+        **row,
+        "format": 4,
+        "snapshot": {k: v for k, v in row["snapshot"].items() if k != "roles"},
+    }
+    old = decode_state(row)
+    assert old.snapshot is not None and old.snapshot.roles == ()
+    assert encode_state(old) == as_current(row)
+
+
+def test_a_heterogeneous_jobs_roles_survive_a_restart() -> None:
+    """Each role's flavour is stored, so its series after a restart are the last poll's."""
+    doc = job_doc()
+    doc["tasks"] = [
+        {
+            "role": "learner",
+            "task_resource": {
+                "flavor_id": "modelarts.vm.gpu.8v100",
+                "flavor_type": "GPU",
+                "pool_id": "pool-a",
+                "flavor_info": {"gpu": {"unit_num": 8}},
+            },
+        },
+        {"role": "actor", "task_resource": {"flavor_id": "modelarts.vm.cpu.8u"}},
+    ]
+    state, _ = observe(None, parse_job(doc), 1.0)
+    stored = json.loads(json.dumps(encode_state(state)))
+    assert [r["role"] for r in stored["snapshot"]["roles"]] == ["learner", "actor"]
+    assert stored["snapshot"]["roles"][0]["accelerators_per_node"] == 8
     assert decode_state(stored) == state
 
 

@@ -196,7 +196,9 @@ def test_a_job_does_not_exist_before_its_first_step() -> None:
 def test_document_has_the_reference_shape(demo: Scenario) -> None:
     doc = doc_at(demo, LLAMA, 10)
     assert doc["kind"] == "job"
-    assert set(doc) == {"kind", "metadata", "status", "algorithm", "spec"}
+    assert set(doc) == {"kind", "metadata", "status", "algorithm", "spec", "tasks"}
+    assert [t["role"] for t in doc["tasks"]] == ["learner", "rollout"], "a heterogeneous job"
+    assert doc["tasks"][1]["task_resource"]["flavor_info"] == {"npu": {"unit_num": "1"}}
     assert set(doc["metadata"]) == {
         "id",
         "name",
