@@ -19,16 +19,15 @@ from monitor.simulator.events import parse_events
 from monitor.simulator.faults import parse_faults
 from monitor.simulator.iam import parse_iam
 from monitor.simulator.recovery import parse_recover_records
-from monitor.simulator.scenario import (
+from monitor.simulator.scenario import JobSpec, Scenario
+from monitor.simulator.timeline import (
     DEFAULT_ENGINE,
     DEFAULT_FLAVOR,
     END_KEYS,
     Engine,
     Flavor,
-    JobSpec,
     Role,
     RunEnd,
-    Scenario,
     Step,
     TaskStatus,
 )
