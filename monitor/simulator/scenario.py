@@ -191,7 +191,7 @@ def render(job: JobSpec, state: JobState, t: float, epoch: float) -> dict[str, A
     }
     if job.annotations:
         metadata["annotations"] = dict(job.annotations)
-    doc = {
+    doc: dict[str, Any] = {
         "kind": "job",
         "metadata": metadata,
         "status": {
