@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.config.exposure import MetricsSettings as MetricsSettings
 from monitor.config.scale import DiscoverySettings as DiscoverySettings
 from monitor.config.scale import LabelRule as LabelRule
 from monitor.config.scale import SearchFilter as SearchFilter
@@ -281,6 +282,7 @@ class Settings(_Model):
     shard: ShardSettings = ShardSettings()
     discovery: DiscoverySettings | None = None
     """Absent: only the configured jobs are watched."""
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

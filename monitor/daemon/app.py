@@ -41,7 +41,7 @@ from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 
 log = get_logger("monitor.app")
-RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
+RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage", "metrics")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""
@@ -89,7 +89,7 @@ class App:
             raise
         for job_id, why in self.store.unreadable.items():
             log.error("stored_state_unreadable", job_id=job_id, error=why, note="starts afresh")
-        self.series = SeriesStore(project_id=s.api.project_id)
+        self.series = SeriesStore(project_id=s.api.project_id, exposure=s.metrics)
         self.metrics = MonitorMetrics()
         self.metrics.shard_ordinal.set(s.shard.index)
         self.metrics.total_shards.set(s.shard.total)

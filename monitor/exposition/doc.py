@@ -21,13 +21,31 @@ def metrics_doc() -> str:
         "Every job series carries `job_id`, `job_name` and the job's configured `labels`.",
         "Undocumented enum values are exported as `other`; the raw value goes to events and logs.",
         "",
+        "The config's `metrics:` block sets how many series a job costs:",
+        "",
+        "- `state_sets: full` (the default) exports every documented state of a **state set**",
+        "  (marked below) at 0 or 1; `sparse` exports only the current state's series, at 1.",
+        "  Select states with `== 1` and a query reads both modes alike.",
+        "- `allow` / `deny`: regexes, each matching a whole metric name, choose which job",
+        "  families are exported (`allow` empty: all; `deny` applied after it). The monitor's",
+        "  own `modelarts_monitor_*` families, `modelarts_monitor_up` included, are always",
+        "  exported. A job family a shipped alert reads can be filtered away; the monitor then",
+        "  logs `metrics_filter_starves_alerts` at start, naming the alerts.",
+        "",
+        "A job the API says no longer exists is *gone*, not down: `modelarts_training_job_gone`",
+        "is 1 and `modelarts_monitor_up` 0; the shipped `ModelArtsMonitorCannotPollJob` leaves",
+        "it out (`modelarts_monitor_up == 0 unless modelarts_training_job_gone == 1`). Its series",
+        "keep their last values until `poll.not_found_retention`, then leave. A job the monitor",
+        "never saw (a mistyped id) has no job series, `_gone` included, so it keeps alerting.",
+        "",
         "## Job series",
         "",
         "| name | type | extra labels | help |",
         "| --- | --- | --- | --- |",
     ]
     for f in (*JOB_FAMILIES, *HEALTH_FAMILIES):
-        rows.append(f"| `{f.name}` | {f.type} | {', '.join(f.labels)} | {f.help} |")
+        note = "**State set.** " if f.state_set else ""
+        rows.append(f"| `{f.name}` | {f.type} | {', '.join(f.labels)} | {note}{f.help} |")
     rows += [
         "",
         "## The monitor itself",

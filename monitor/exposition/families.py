@@ -31,6 +31,7 @@ SHARED_LABELS: tuple[str, ...] = ("job_id", "job_name")
 
 Sample = tuple[Mapping[str, str], float]
 CACHED = " Cached from the last successful poll."
+SPARSE_HELP = " Sparse (metrics.state_sets): only the current state's series is exported, at 1."
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,19 @@ class Family:
     context: tuple[str, ...] = ()
     """Labels (also listed in ``labels``) whose values come from the monitor's own setting of
     the job, not from the API: ``project_id`` on ``_info``. ``series.render_job`` fills them."""
+    state_set: bool = False
+    """One series per documented state, 1 for the current one and 0 for the rest: with
+    ``metrics.state_sets: sparse`` only the series at 1 is exported (``series.py``)."""
 
     @property
     def header(self) -> bytes:
-        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.type}\n".encode()
+        return self.exposed_header(sparse=False)
+
+    def exposed_header(self, *, sparse: bool) -> bytes:
+        """The ``# HELP``/``# TYPE`` lines; a sparse state set says in HELP that the 0s are
+        left out, so nobody reads a missing state as a missing job."""
+        text = self.help + SPARSE_HELP if sparse and self.state_set else self.help
+        return f"# HELP {self.name} {text}\n# TYPE {self.name} {self.type}\n".encode()
 
 
 def _state_set(label: str, value: str, documented: tuple[str, ...]) -> list[Sample]:
@@ -108,6 +118,7 @@ JOB_FAMILIES: tuple[Family, ...] = (
         " undocumented values are exported as other." + CACHED,
         ("phase",),
         (lambda s, st: _state_set("phase", s.phase, PHASES)),
+        state_set=True,
     ),
     Family(
         "modelarts_training_job_secondary_phase",
@@ -122,6 +133,17 @@ JOB_FAMILIES: tuple[Family, ...] = (
                 SECONDARY_PHASES,
             )
         ),
+        state_set=True,
+    ),
+    Family(
+        "modelarts_training_job_gone",
+        "gauge",
+        "1 while the API says the job no longer exists (deleted: ModelArts.2775), else 0. A gone"
+        " job is not down: its modelarts_monitor_up is 0, so leave gone jobs out of alerts on"
+        " unreachable jobs (unless modelarts_training_job_gone == 1); its series leave after"
+        " poll.not_found_retention.",
+        (),
+        (lambda s, st: one(1.0 if st.gone else 0.0)),
     ),
     Family(
         "modelarts_training_job_duration_seconds",

@@ -5,12 +5,17 @@ each job's lines as bytes per family, and a scrape only concatenates them under 
 ``# HELP``/``# TYPE`` header (every sample of a family must be contiguous in the text format).
 The per-job gauges of the monitor's own health (``up``, last success) are rendered here too,
 because they carry each job's own label set.
+
+What ``metrics:`` asks for (sparse state sets, families allowed or denied) is decided once per
+family when the store is built (``View``): a dropped family is never rendered, and a scrape
+costs the same whatever is filtered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from monitor.core.hang import USAGE_METRICS
 from monitor.core.state import JobState
@@ -24,6 +29,9 @@ from monitor.exposition.families import (
     Sample,
     one,
 )
+from monitor.logs import get_logger
+
+log = get_logger("monitor.series")
 
 
 def escape(value: str) -> str:
@@ -43,6 +51,44 @@ def job_label_prefix(job_id: str, job_name: str, labels: Mapping[str, str]) -> s
     return ",".join(parts)
 
 
+class Exposure(Protocol):
+    """What ``metrics:`` says (``config.exposure.MetricsSettings`` is one)."""
+
+    @property
+    def sparse(self) -> bool: ...
+    def exports(self, name: str) -> bool: ...
+    def starved_alerts(self) -> Mapping[str, Sequence[str]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """``metrics:`` decided once per entry of ``FAMILIES``: whether it is shown, its header,
+    and whether state sets keep only the current state."""
+
+    sparse: bool
+    shown: tuple[bool, ...]
+    headers: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, exposure: Exposure | None) -> View:
+        sparse = exposure is not None and exposure.sparse
+        return cls(
+            sparse=sparse,
+            shown=tuple(exposure is None or exposure.exports(f.name) for f in FAMILIES),
+            headers=tuple(f.exposed_header(sparse=sparse) for f in FAMILIES),
+        )
+
+    def samples(self, family: Family, samples: Iterable[Sample]) -> Iterable[Sample]:
+        """A sparse state set keeps only its current state (the sample at 1)."""
+        if self.sparse and family.state_set:
+            return [(labels, value) for labels, value in samples if value == 1]
+        return samples
+
+
+FULL = View.of(None)
+"""Every family, every state: what ``metrics:`` gives by default."""
+
+
 def _render(name: str, prefix: str, samples: Iterable[Sample]) -> bytes:
     lines = []
     for extra, value in samples:
@@ -52,18 +98,26 @@ def _render(name: str, prefix: str, samples: Iterable[Sample]) -> bytes:
 
 
 def render_job(
-    state: JobState, labels: Mapping[str, str], context: Mapping[str, str] | None = None
+    state: JobState,
+    labels: Mapping[str, str],
+    context: Mapping[str, str] | None = None,
+    view: View = FULL,
 ) -> tuple[bytes, ...]:
-    """One bytes chunk per entry of ``JOB_FAMILIES`` (possibly empty). ``context`` holds the
-    values of the families' context labels (``project_id``)."""
+    """One bytes chunk per entry of ``JOB_FAMILIES`` (empty for a family ``view`` does not
+    show, or without samples). ``context`` holds the values of the families' context labels
+    (``project_id``)."""
     snapshot = state.snapshot
     if snapshot is None:  # nothing known from the API yet: no series, not zeros
         return (b"",) * len(JOB_FAMILIES)
     prefix = job_label_prefix(state.job_id, state.job_name, labels)
     context = context or {}
     return tuple(
-        _render(f.name, prefix, _with_context(f, f.samples(snapshot, state), context))
-        for f in JOB_FAMILIES
+        _render(
+            f.name, prefix, _with_context(f, view.samples(f, f.samples(snapshot, state)), context)
+        )
+        if view.shown[i]
+        else b""
+        for i, f in enumerate(JOB_FAMILIES)
     )
 
 
@@ -88,12 +142,15 @@ class Rendered:
 
 
 def prepare(
-    state: JobState, labels: Mapping[str, str], context: Mapping[str, str] | None = None
+    state: JobState,
+    labels: Mapping[str, str],
+    context: Mapping[str, str] | None = None,
+    view: View = FULL,
 ) -> Rendered:
     """Render a job's lines (``JOB_FAMILIES``) from its state; raises if a value cannot be
     rendered, before anything is shown."""
     prefix = job_label_prefix(state.job_id, state.job_name, labels)
-    return Rendered(state.job_id, prefix, render_job(state, labels, context))
+    return Rendered(state.job_id, prefix, render_job(state, labels, context, view))
 
 
 @dataclass(slots=True)
@@ -113,9 +170,19 @@ class SeriesStore:
     a second copy of every job's lines, while joining them again costs tens of milliseconds.
     """
 
-    def __init__(self, *, project_id: str = "") -> None:
+    def __init__(self, *, project_id: str = "", exposure: Exposure | None = None) -> None:
         self._jobs: dict[str, _JobEntry] = {}
         self._context = {"project_id": project_id}
+        self._view = View.of(exposure)
+        starved = exposure.starved_alerts() if exposure is not None else {}
+        if starved:
+            # Said once, at start: the filters are the operator's choice, but a shipped alert
+            # that can no longer fire should not be found out during an incident.
+            log.warning(
+                "metrics_filter_starves_alerts",
+                alerts={alert: list(names) for alert, names in starved.items()},
+                note="metrics.allow/deny drop families these shipped alerts read",
+            )
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self._jobs
@@ -123,13 +190,18 @@ class SeriesStore:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def prepare(self, state: JobState, labels: Mapping[str, str]) -> Rendered:
-        """``prepare`` with this store's context (the project the jobs belong to)."""
-        return prepare(state, labels, self._context)
+    def prepare(
+        self, state: JobState, labels: Mapping[str, str], context: Mapping[str, str] | None = None
+    ) -> Rendered:
+        """``prepare`` with the job's context (the project it belongs to: its target's), or
+        this store's when the caller has none."""
+        return prepare(state, labels, self._context if context is None else context, self._view)
 
-    def update(self, state: JobState, labels: Mapping[str, str]) -> None:
+    def update(
+        self, state: JobState, labels: Mapping[str, str], context: Mapping[str, str] | None = None
+    ) -> None:
         """Re-render a job's series after its state (or its configured labels) changed."""
-        self.install(self.prepare(state, labels))
+        self.install(self.prepare(state, labels, context))
 
     def install(self, rendered: Rendered) -> None:
         """Show lines rendered earlier (``prepare``), in place of the job's old ones."""
@@ -155,6 +227,8 @@ class SeriesStore:
         if entry is None:
             return
         for i, api in enumerate(USAGE_METRICS):
+            if not self._view.shown[USAGE + i]:
+                continue
             samples: list[Sample] = [
                 ({"task": task}, reading[api])
                 for task, reading in sorted((usage or {}).items())
@@ -169,8 +243,9 @@ class SeriesStore:
         """The exposition text one family at a time, joined as it is asked for, so the server
         sends a section while the next is joined, and never holds tens of MB twice."""
         entries = [e.chunks for e in self._jobs.values()]
-        for i, family in enumerate(FAMILIES):
-            yield family.header + b"".join([chunks[i] for chunks in entries])
+        for i, header in enumerate(self._view.headers):
+            if self._view.shown[i]:
+                yield header + b"".join([chunks[i] for chunks in entries])
 
     def render(self) -> bytes:
         return b"".join(self.sections())

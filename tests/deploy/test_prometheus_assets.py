@@ -13,6 +13,7 @@ description, and at least one promtool case where it fires and one where it does
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -188,3 +189,21 @@ def test_a_down_monitor_inhibits_its_per_job_poll_alerts() -> None:
         and rule["target_matchers"] == ['alertname="ModelArtsMonitorCannotPollJob"']
         for rule in rules
     )
+
+
+def test_the_config_knows_which_job_families_each_shipped_alert_reads() -> None:
+    """``metrics.allow``/``deny`` warn at start about the alerts they starve; that warning reads
+    ``config.exposure.ALERT_FAMILIES``, which must name what the rules really query (their
+    expressions and the queries in their annotations), and only families the monitor has."""
+    from monitor.config.exposure import ALERT_FAMILIES
+    from monitor.exposition.families import FAMILIES
+
+    read: dict[str, tuple[str, ...]] = {}
+    for rule in alert_rules():
+        text = rule["expr"] + "".join(rule.get("annotations", {}).values())
+        names = sorted(set(re.findall(r"modelarts_training_job_\w+", text)))
+        if names:
+            read[rule["alert"]] = tuple(names)
+    assert {k: tuple(sorted(v)) for k, v in ALERT_FAMILIES.items()} == read
+    known = {f.name for f in FAMILIES}
+    assert {n for names in read.values() for n in names} <= known

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +289,112 @@ def test_failed_job_alerts_through_alertmanager_and_every_panel_queries(
         if not result["data"]["result"]:
             empty.append((title, expr))
     assert empty == [], f"panels without data for a scenario that makes it: {empty}"
+
+
+DELETED, QUEUED, MISTYPED = (
+    "aaaaaaaa-1111-2222-3333-444444444444",
+    "bbbbbbbb-1111-2222-3333-444444444444",
+    "cccccccc-1111-2222-3333-444444444444",
+)
+GONE_SCENARIO = {
+    "jobs": [
+        {
+            "id": DELETED,
+            "name": "deleted-run",
+            "node_count": 1,
+            "tasks": ["worker-0"],
+            "timeline": [
+                {"at": 0, "phase": "Running", "secondary_phase": "Running", "nodes": 1},
+                {"at": 10, "gone": True},
+            ],
+        },
+        {
+            "id": QUEUED,
+            "name": "queued-run",
+            "node_count": 1,
+            "tasks": ["worker-0"],
+            "timeline": [
+                {"at": 0, "phase": "Pending", "secondary_phase": "Queuing"},
+                {"at": 10, "phase": "Running", "secondary_phase": "Running", "nodes": 1},
+            ],
+        },
+    ]
+}
+"""MISTYPED is in the monitor's config only: the simulator has never heard of it."""
+
+
+def test_sparse_monitor_a_deleted_job_is_gone_not_down_and_raises_no_poll_alert(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """Issue 13 as measured: a deleted job showed up 0 and raised ModelArtsMonitorCannotPollJob
+    for an hour. With sparse state sets, it shows gone 1 and raises nothing, while a job id the
+    monitor never saw still raises the alert (so the rule does run); each job shows one phase
+    series; and every dashboard panel still queries."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(GONE_SCENARIO), encoding="utf-8")
+    sim = SimulatorProc(scenario, tmp_path)
+    stack.procs.append(sim)
+    port = free_port()
+    config = daemon_config(
+        tmp_path, sim.url, [DELETED, QUEUED, MISTYPED], port=port, metrics={"state_sets": "sparse"}
+    )
+    stack.procs.append(DaemonProc(config, port, tmp_path / "daemon.log"))
+    alertmanager = stack.alertmanager()
+    prometheus = stack.prometheus(port, alertmanager)
+
+    def vector(expr: str) -> dict[str, float]:
+        result = query(prometheus, expr)["data"]["result"]
+        return {r["metric"].get("job_id", ""): float(r["value"][1]) for r in result}
+
+    wait_until(lambda: len(vector("modelarts_monitor_up")) == 3, 60, "all three jobs scraped")
+    sim.set_time(10)
+    sim.wait_polled([DELETED, QUEUED])
+    wait_until(
+        lambda: vector("modelarts_training_job_gone == 1") == {DELETED: 1.0},
+        60,
+        "gone in Prometheus",
+    )
+    gone_seen = time.time()
+    assert vector("modelarts_monitor_up == 0") == {DELETED: 0.0, MISTYPED: 0.0}
+
+    def evaluated_since(t: float) -> bool:
+        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        return all(_rfc3339(g["lastEvaluation"]) > t for g in groups)
+
+    # Past `for:` (1s here) twice over since the gone series arrived, and the alert for the
+    # mistyped id has reached Alertmanager: the rule has had every chance to fire.
+    wait_until(lambda: evaluated_since(gone_seen + 3), 60, "three more rule evaluations")
+
+    def poll_alerts() -> set[str]:
+        return {
+            a["labels"].get("job_id", "")
+            for a in alerts(alertmanager)
+            if a["labels"]["alertname"] == "ModelArtsMonitorCannotPollJob"
+        }
+
+    wait_until(lambda: MISTYPED in poll_alerts(), 60, "CannotPollJob for the mistyped id")
+    assert poll_alerts() == {MISTYPED}
+    pending = vector('ALERTS{alertname="ModelArtsMonitorCannotPollJob"}')
+    assert DELETED not in pending, pending
+
+    # Sparse: one phase series per job the monitor has seen, the current one.
+    phases = query(prometheus, "modelarts_training_job_phase")["data"]["result"]
+    assert {(r["metric"]["job_id"], r["metric"]["phase"]) for r in phases} == {
+        (DELETED, "Running"),
+        (QUEUED, "Running"),
+    }
+
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for title, expr in panel_queries(dashboard):
+        result = query(prometheus, substitute(expr))
+        assert result["status"] == "success", (title, expr, result)
+        assert result["data"]["result"], (title, expr)
+
+
+def _rfc3339(stamp: str) -> float:
+    """Prometheus' lastEvaluation (RFC 3339, nanoseconds) as Unix seconds."""
+    match = re.fullmatch(r"([^.]+?)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    assert match, stamp
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + float(f"0.{fraction or 0}")
