@@ -13,6 +13,7 @@ from aiohttp import web
 
 from monitor.simulator.checks import ScenarioError
 from monitor.simulator.faults import FaultConfig
+from monitor.simulator.search import SearchError, trim_config
 
 if TYPE_CHECKING:
     from monitor.simulator.server import Simulator
@@ -62,6 +63,18 @@ def admin_routes(sim: Simulator) -> list[web.RouteDef]:
         config = sim.faults.config if sim.faults is not None else FaultConfig()
         return json_response(200, config.as_dict())
 
+    async def search_trim(request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                update = await request.json()
+            except ValueError:
+                update = None
+            try:
+                sim.searches.trim = trim_config(update)
+            except SearchError as exc:
+                return json_response(400, {"error": str(exc)})
+        return json_response(200, sim.searches.trim.as_dict())
+
     async def revoke(request: web.Request) -> web.Response:
         return json_response(200, {"revoked": sim.iam.revoke_all() if sim.iam else 0})
 
@@ -73,6 +86,8 @@ def admin_routes(sim: Simulator) -> list[web.RouteDef]:
         web.post("/_sim/advance", advance),
         web.get("/_sim/faults", faults),
         web.post("/_sim/faults", faults),
+        web.get("/_sim/search", search_trim),
+        web.post("/_sim/search", search_trim),
         web.post("/_sim/revoke", revoke),
         web.get("/_sim/tokens", tokens),
     ]

@@ -24,6 +24,12 @@ numbers written as strings, a field the request model does not have. What it imp
   broken by job id so that paging is stable;
 * only jobs that exist at scenario time ``t``: not before their first step, not once gone.
 
+Items may be trimmed (``Trim``, set through ``POST /_sim/search``): a list endpoint may serve
+lighter items than the detail, and nothing in the reference promises that the search's
+``JobResponse`` items carry every ``status`` field the detail does. A trim leaves the named
+``status`` fields out of the items (of every job, or of the listed ones), so a test can drive a
+client's fallback to the detail; the detail itself is never trimmed.
+
 A malformed body is answered 400 with ``error_code`` ``ModelArts.0101`` (the simulator's choice:
 the reference does not document the code for a bad search request).
 """
@@ -32,11 +38,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.simulator.scenario import JobSpec
 
-__all__ = ["BAD_REQUEST_CODE", "MAX_LIMIT", "SearchError", "search"]
+__all__ = [
+    "BAD_REQUEST_CODE",
+    "MAX_LIMIT",
+    "Query",
+    "SearchError",
+    "Searches",
+    "Trim",
+    "answer",
+    "matching",
+    "query",
+    "search",
+    "trim_config",
+]
 
 BAD_REQUEST_CODE = "ModelArts.0101"
 MAX_LIMIT = 50
@@ -47,15 +66,83 @@ _UNSERVED_FIELDS = ("group_by", "train_type", "tags", "host_ips")
 _KEYS = ("phase", "name", "workspace_id", "kind", "create_time")
 _API_ONLY_KEYS = ("algorithm_name", "user_id", "tags")
 _OPERATORS = ("in", "not", "like", "between")
+TRIMMABLE = (
+    "phase",
+    "secondary_phase",
+    "duration",
+    "start_time",
+    "node_count_metrics",
+    "tasks",
+    "task_statuses",
+    "running_records",
+)
+"""The ``status`` fields a trim may leave out of the search items."""
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+Filter = tuple[str, str, Any]
+"""(key, operator, operand): the operand is the values, the text, or the two bounds."""
 
 
 class SearchError(ValueError):
     """The search body is invalid; the message says which field and why."""
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A validated search body. ``key`` is everything but the page: two pages of one search
+    share it, so a caller can keep the matched list between them (``Simulator.search``)."""
+
+    workspace: str
+    offset: int
+    limit: int
+    sort_by: str
+    order: str
+    filters: tuple[Filter, ...]
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        filters = tuple(
+            (k, op, tuple(v) if isinstance(v, list) else v) for k, op, v in self.filters
+        )
+        return (self.workspace, self.sort_by, self.order, filters)
+
+
+class Searches:
+    """The search endpoint's state: its trim, how often each job was listed, and the last
+    search's matches, kept for the next page of the same search at the same scenario time
+    (10,000 jobs are 200 pages: rendering every job for each page would be 200 times the work)."""
+
+    def __init__(self) -> None:
+        self.trim = Trim()
+        self.listed: dict[str, int] = {}
+        """Per job id: answers that listed it (what a bulk-polling client refreshed)."""
+        self._matched: tuple[tuple[object, ...], list[dict[str, Any]]] | None = None
+
+    def answer(
+        self, jobs: Iterable[JobSpec], body: object, t: float, epoch: float
+    ) -> dict[str, Any]:
+        """``search``'s answer, its items trimmed; ``SearchError`` if ``body`` is invalid."""
+        q = query(body)
+        key = (t, epoch, *q.key)
+        if self._matched is None or self._matched[0] != key:
+            self._matched = (key, matching(jobs, q, t, epoch))
+        reply = answer(q, self._matched[1])
+        reply["items"] = [self.trim.apply(doc) for doc in reply["items"]]
+        for doc in reply["items"]:
+            job_id = doc["metadata"]["id"]
+            self.listed[job_id] = self.listed.get(job_id, 0) + 1
+        return reply
+
+
 def search(jobs: Iterable[JobSpec], body: object, t: float, epoch: float) -> dict[str, Any]:
     """The answer to a search ``body`` at scenario time ``t``; ``SearchError`` if invalid."""
+    q = query(body)
+    return answer(q, matching(jobs, q, t, epoch))
+
+
+def query(body: object) -> Query:
+    """The body checked as ModelArts checks it; ``SearchError`` naming the field if invalid."""
     if not isinstance(body, dict):
         raise SearchError("the body must be a JSON object")
     for name in body:
@@ -74,22 +161,31 @@ def search(jobs: Iterable[JobSpec], body: object, t: float, epoch: float) -> dic
     order = body.get("order", "desc")
     if order not in ("asc", "desc"):
         raise SearchError(f"order: {order!r} is not asc or desc")
-    filters = _filters(body.get("filters", []))
+    filters = tuple(_filters(body.get("filters", [])))
+    return Query(workspace, offset, limit, sort_by, order, filters)
 
+
+def matching(jobs: Iterable[JobSpec], q: Query, t: float, epoch: float) -> list[dict[str, Any]]:
+    """Every document at time ``t`` that ``q`` matches, in the order of its answer."""
     docs = [d for d in (job.document(t, epoch) for job in jobs) if d is not None]
-    mine = [d for d in docs if d["metadata"]["workspace_id"] == workspace]
-    matched = [d for d in mine if all(_matches(d, f) for f in filters)]
+    mine = [d for d in docs if d["metadata"]["workspace_id"] == q.workspace]
+    matched = [d for d in mine if all(_matches(d, f) for f in q.filters)]
     matched.sort(key=lambda d: (d["metadata"]["create_time"], d["metadata"]["id"]))
-    if order == "desc":
+    if q.order == "desc":
         matched.reverse()
-    page = matched[offset * limit : (offset + 1) * limit]
+    return matched
+
+
+def answer(q: Query, matched: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer for ``q``'s page of ``matched``."""
+    page = matched[q.offset * q.limit : (q.offset + 1) * q.limit]
     return {
         "total": len(matched),
         "count": len(page),
-        "limit": limit,
-        "offset": offset,
-        "sort_by": sort_by,
-        "order": order,
+        "limit": q.limit,
+        "offset": q.offset,
+        "sort_by": q.sort_by,
+        "order": q.order,
         "items": page,
     }
 
@@ -102,9 +198,6 @@ def _integer(body: dict[str, Any], key: str, default: int, low: int, high: int |
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
         raise SearchError(f"{key}: {value} is out of range {bounds}")
     return value
-
-
-Filter = tuple[str, str, Any]
 
 
 def _filters(raw: object) -> list[Filter]:
@@ -167,3 +260,43 @@ def _matches(doc: dict[str, Any], f: Filter) -> bool:
         return isinstance(field, str) and value in field
     low, high = value
     return bool(low <= field <= high)
+
+
+@dataclass(frozen=True, slots=True)
+class Trim:
+    """The ``status`` fields the search leaves out of its items, for every job (``jobs`` None)
+    or only for the listed ones."""
+
+    omit: tuple[str, ...] = ()
+    jobs: frozenset[str] | None = None
+
+    def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` as a search item: a trimmed copy, or ``doc`` itself when nothing is left out."""
+        if not self.omit or (self.jobs is not None and doc["metadata"]["id"] not in self.jobs):
+            return doc
+        status = {k: v for k, v in doc["status"].items() if k not in self.omit}
+        return {**doc, "status": status}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "omit": list(self.omit),
+            "jobs": sorted(self.jobs) if self.jobs is not None else None,
+        }
+
+
+def trim_config(raw: object) -> Trim:
+    """``{"omit": [status fields], "jobs": [ids] | null}`` as a ``Trim``; ``SearchError`` naming
+    the key if invalid (``{"omit": []}`` turns trimming off)."""
+    if not isinstance(raw, dict) or not set(raw) <= {"omit", "jobs"} or "omit" not in raw:
+        raise SearchError('expected {"omit": [status fields], "jobs": [job ids] or null}')
+    omit, jobs = raw["omit"], raw.get("jobs")
+    if not isinstance(omit, list) or not all(isinstance(f, str) for f in omit):
+        raise SearchError(f"omit: expected an array of strings, got {omit!r:.80}")
+    unknown = [f for f in omit if f not in TRIMMABLE]
+    if unknown:
+        raise SearchError(f"omit: {unknown[0]!r} is not one of {', '.join(TRIMMABLE)}")
+    if jobs is not None and (
+        not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs)
+    ):
+        raise SearchError(f"jobs: expected an array of job ids or null, got {jobs!r:.80}")
+    return Trim(tuple(dict.fromkeys(omit)), frozenset(jobs) if jobs is not None else None)

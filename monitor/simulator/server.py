@@ -18,9 +18,8 @@ so that nothing waits on wall time. Endpoints:
   With IAM users configured, a valid ``X-Auth-Token`` is accepted too (AK/SK still is, when
   credentials are set); a missing, unknown, expired or revoked token gets 401 ``APIG.0301``.
   With fault injection, the answer may be a fault instead (``faults.py``).
-* ``POST /v2/{project_id}/training-job-searches``: the job search (``search.py``): a page of
-  the job-detail documents of the jobs that exist now and match the filters, or 400
-  ``ModelArts.0101`` for a malformed body. Signed like the job-detail endpoint; never faulted.
+* ``POST /v2/{project_id}/training-job-searches``: a page of the job-detail documents of the
+  jobs that exist now and match (``search.py``), or 400 ``ModelArts.0101``; signed, never faulted.
 * ``GET /v2/{project_id}/training-jobs/{training_job_id}/metrics/{task_id}`` and
   ``GET /v2/{project_id}/training-jobs/{training_job_id}/events``: a task's resource usage
   (``usage.py``) and the job's events (``events.py``), served by ``telemetry.py``; signed like
@@ -32,13 +31,13 @@ so that nothing waits on wall time. Endpoints:
 * ``GET /_sim/state``: ``{"time", "end_time", "finished", "requests"}``, plus
   ``"ok_requests"`` (per job: fault-free answers) and ``"faults"`` (per kind) when fault
   injection is configured, ``"tokens_issued"`` when IAM is, ``"credentials_issued"`` once the
-  metadata service has issued some, and ``"search_requests"`` (a
-  count) once the job search has been used; ``"metrics_requests"`` and ``"events_requests"``
-  (per job id) once those endpoints have been used.
-* ``POST /_sim/advance`` with ``{"seconds": n}`` or ``{"to": t}``: moves scenario time, answers
-  the new state.
+  metadata service has issued some, ``"search_requests"`` and ``"searched"`` (per job: answers
+  listing it) once used, ``"metrics_requests"`` and ``"events_requests"`` (per job) likewise.
+* ``POST /_sim/advance`` ``{"seconds": n}`` or ``{"to": t}``: moves scenario time, answers state.
 * ``GET /_sim/faults``, ``POST /_sim/faults`` with any subset of the scenario's ``faults`` block
   (``{"rate": 0}`` turns faults off): the fault configuration, changed from the next request.
+* ``GET``/``POST /_sim/search`` ``{"omit": [status fields], "jobs": [ids] or null}``: what the
+  search leaves out of its items (``search.Trim``); ``{"omit": []}`` serves them whole.
 * ``POST /_sim/revoke``: revokes every issued token. ``GET /_sim/tokens``: ``{"tokens": [...]}``,
   every token ever issued, so that tests can check that none leaked into a log.
 
@@ -75,7 +74,7 @@ from monitor.simulator.iam import (
 )
 from monitor.simulator.metadata import CREDENTIAL_TTL, CredentialIssuer, metadata_routes
 from monitor.simulator.scenario import Scenario
-from monitor.simulator.search import BAD_REQUEST_CODE, SearchError, search
+from monitor.simulator.search import BAD_REQUEST_CODE, SearchError, Searches
 from monitor.simulator.telemetry import telemetry_routes
 
 __all__ = ["SIMULATOR", "Simulator", "make_app", "start", "stop"]
@@ -128,6 +127,7 @@ class Simulator:
         """Of those, the ones answered correctly and without a fault (200 or 400 ModelArts.2775)."""
         self.search_requests = 0
         """Job-search requests (400s included, rejected signatures not)."""
+        self.searches = Searches()  # what the search listed, and trims (POST /_sim/search)
         self.metrics_requests: dict[str, int] = {}
         self.events_requests: dict[str, int] = {}
         """Task-metrics and job-events requests per job id (``telemetry.py``)."""
@@ -181,7 +181,7 @@ class Simulator:
 
     def search(self, body: object) -> dict[str, Any]:
         """The job-search answer now (``search.py``); ``SearchError`` if ``body`` is invalid."""
-        return search(self.scenario.jobs, body, self.now(), self.epoch)
+        return self.searches.answer(self.scenario.jobs, body, self.now(), self.epoch)
 
     def configure_faults(self, update: Mapping[str, Any]) -> FaultConfig:
         """Change any subset of the fault configuration (``ScenarioError`` if invalid); a
@@ -211,6 +211,7 @@ class Simulator:
             state["credentials_issued"] = self.metadata.count()
         if self.search_requests:
             state["search_requests"] = self.search_requests
+            state["searched"] = dict(self.searches.listed)
         if self.metrics_requests:
             state["metrics_requests"] = dict(self.metrics_requests)
         if self.events_requests:
