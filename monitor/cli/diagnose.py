@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from monitor.config.settings import Settings
+from monitor.config.targets import Target, only_target
 from monitor.daemon.wiring import api_endpoint
 from monitor.errors import ApiError, AuthError, EndpointNotFound, NetworkError
 
@@ -51,8 +52,11 @@ class Diagnosis:
     everywhere: bool = False
 
 
-def diagnose(exc: ApiError, settings: Settings) -> Diagnosis:
-    """The plain explanation of ``exc`` for ``check``; the error's own text when no rule fits."""
+def diagnose(exc: ApiError, where: Settings | Target) -> Diagnosis:
+    """The plain explanation of ``exc`` for ``check``; the error's own text when no rule fits.
+    ``where``: the target whose request failed (with ``targets:``, ``check`` prints a block per
+    target, so the lines name the keys within it), or a single-project config."""
+    settings = only_target(where)
     if isinstance(exc, NetworkError):
         return _network(exc, settings)
     if settings.auth.type == "metadata" and str(exc).startswith(METADATA_ERROR):
@@ -71,7 +75,7 @@ def diagnose(exc: ApiError, settings: Settings) -> Diagnosis:
 # --- network ----------------------------------------------------------------------------------
 
 
-def _network(exc: NetworkError, settings: Settings) -> Diagnosis:
+def _network(exc: NetworkError, settings: Target) -> Diagnosis:
     url = _failed_url(exc)
     cause = _root_os_error(exc)
     kind = _kind(cause)
@@ -99,7 +103,7 @@ def _network(exc: NetworkError, settings: Settings) -> Diagnosis:
     return Diagnosis(f"{prefix}; {fix}", everywhere=True)
 
 
-def _metadata_unreachable(settings: Settings, why: str) -> Diagnosis:
+def _metadata_unreachable(settings: Target, why: str) -> Diagnosis:
     return Diagnosis(
         f"cannot reach the metadata service at {settings.auth.metadata_url} ({why}): "
         "auth.type metadata works only on an ECS or CCE host with an agency; elsewhere use "
@@ -180,14 +184,14 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
-def _endpoint_key(settings: Settings) -> str:
+def _endpoint_key(settings: Target) -> str:
     return "api.endpoint" if settings.api.endpoint else "api.region"
 
 
 # --- credentials ------------------------------------------------------------------------------
 
 
-def _auth(exc: AuthError, settings: Settings) -> str:
+def _auth(exc: AuthError, settings: Target) -> str:
     code = exc.error_code
     auth = settings.auth
     status = f"HTTP {exc.status}{_code(exc)}"

@@ -15,14 +15,19 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from monitor import __version__, logs
 from monitor.config.loading import load_settings
-from monitor.config.settings import Settings, split_listen
+from monitor.config.settings import DiscoverySettings, Settings, split_listen
+from monitor.config.targets import Target, targets_of
 from monitor.core.diff import observe
 from monitor.errors import ApiError, ConfigError, ListenError, MonitorError, StateError
 from monitor.exposition.families import JOB_FAMILIES
 from monitor.exposition.series import render_job
+
+if TYPE_CHECKING:
+    from monitor.modelarts.client import ModelArtsClient
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -194,60 +199,97 @@ def _run(path: str) -> int:
 
 
 async def _check(settings: Settings) -> int:
+    """Each target's endpoint, credentials and jobs; with ``targets:``, a block per target
+    headed by its name and project, its lines indented and worded as for a single project."""
+    problems = 0
+    for target in targets_of(settings):
+        if target.name:
+            print(f"target {target.name} (project {target.project_id}):")
+        problems += await _check_target(target, "  " if target.name else "")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+async def _check_target(target: Target, indent: str) -> int:
     """One line per job; a cause that fails every job alike (``diagnose``) is said once, for
     the jobs not yet fetched, which are then not fetched (each would wait for the same DNS
-    failure or refused connection)."""
+    failure or refused connection). A target with discovery and no jobs is checked with one
+    search page instead. Returns the problems found."""
     from monitor.cli.diagnose import diagnose
     from monitor.daemon.wiring import build_client
     from monitor.modelarts.parse import parse_job
 
     problems = 0
-    async with build_client(settings) as client:
-        for i, job in enumerate(settings.jobs):
+    jobs = target.jobs
+    async with build_client(target) as client:
+        if not jobs and target.discovery is not None:
+            return await _check_search(client, target, target.discovery, indent)
+        for i, job in enumerate(jobs):
             try:
                 snap = parse_job(await client.get_job(job.id), job.id)
             except ApiError as exc:
                 problems += 1
-                found = diagnose(exc, settings)
-                left = len(settings.jobs) - i
+                found = diagnose(exc, target)
+                left = len(jobs) - i
                 if found.everywhere and left > 1:
                     who = f"all {left} jobs" if i == 0 else f"job {job.id} and {left - 1} more"
-                    print(f"{who}: {exc.result}: {found.text}")
+                    print(f"{indent}{who}: {exc.result}: {found.text}")
                     break
-                print(f"job {job.id}: {exc.result}: {found.text}")
+                print(f"{indent}job {job.id}: {exc.result}: {found.text}")
                 continue
-            print(f"job {job.id}: ok ({snap.name}, {snap.phase or 'no phase'})")
-    if not settings.jobs:
-        print("config ok; no jobs configured")
-    return EXIT_PROBLEMS if problems else EXIT_OK
+            print(f"{indent}job {job.id}: ok ({snap.name}, {snap.phase or 'no phase'})")
+    if not jobs:
+        print(f"{indent}config ok; no jobs configured")
+    return problems
+
+
+async def _check_search(
+    client: ModelArtsClient, target: Target, discovery: DiscoverySettings, indent: str
+) -> int:
+    """Endpoint and credentials of a discovery-only target: its first search page."""
+    from monitor.cli.diagnose import diagnose
+    from monitor.daemon.discovery import search_body
+
+    workspace = discovery.workspaces[0]
+    try:
+        await client.search_jobs(search_body(discovery, workspace, 0))
+    except ApiError as exc:
+        print(f"{indent}job search: {exc.result}: {diagnose(exc, target).text}")
+        return 1
+    print(f"{indent}job search: ok (workspace {workspace}); no jobs configured")
+    return 0
 
 
 async def _once(settings: Settings, only: str | None) -> int:
+    """Every target's jobs (or the one ``--job`` names), one after the other."""
     from monitor.daemon.wiring import build_client
     from monitor.modelarts.parse import parse_job
 
-    jobs = [j for j in settings.jobs if only is None or j.id == only]
-    if only is not None and not jobs:
+    targets = targets_of(settings)
+    wanted = [(t, j) for t in targets for j in t.jobs if only is None or j.id == only]
+    if only is not None and not wanted:
         raise ConfigError(f"--job: {only!r} is not one of the configured jobs")
     failed = 0
-    async with build_client(settings) as client:
-        for job in jobs:
-            try:
-                snap = parse_job(await client.get_job(job.id), job.id)
-            except ApiError as exc:
-                failed += 1
-                print(f"# job {job.id}: {exc.result}: {exc}")
-                continue
-            state, _ = observe(None, snap, time.time())
-            print(f"# job {job.id}")
-            print(json.dumps(asdict(snap), indent=2, ensure_ascii=False))
-            for family, chunk in zip(
-                JOB_FAMILIES,
-                render_job(state, job.labels, {"project_id": settings.api.project_id}),
-                strict=True,
-            ):
-                if chunk:
-                    print(family.header.decode() + chunk.decode(), end="")
+    for target in targets:
+        jobs = [j for t, j in wanted if t is target]
+        if not jobs:
+            continue
+        async with build_client(target) as client:
+            for job in jobs:
+                try:
+                    snap = parse_job(await client.get_job(job.id), job.id)
+                except ApiError as exc:
+                    failed += 1
+                    print(f"# job {job.id}: {exc.result}: {exc}")
+                    continue
+                state, _ = observe(None, snap, time.time())
+                print(f"# job {job.id}")
+                print(json.dumps(asdict(snap), indent=2, ensure_ascii=False))
+                chunks = render_job(
+                    state, target.job_labels(job.labels), {"project_id": target.project_id}
+                )
+                for family, chunk in zip(JOB_FAMILIES, chunks, strict=True):
+                    if chunk:
+                        print(family.header.decode() + chunk.decode(), end="")
     return EXIT_PROBLEMS if failed else EXIT_OK
 
 
@@ -259,12 +301,16 @@ def _status(settings: Settings) -> int:
     try:
         states = store.load_states()
         last_success = store.load_last_success()
+        stored_targets = store.load_targets()
         dead_letters = store.dead_letters()
     finally:
         store.close()
     for job_id, why in store.unreadable.items():
         print(f"warning: job {job_id}: stored state unreadable ({why})", file=sys.stderr)
-    rows = status_rows([j.id for j in settings.jobs], states, last_success)
+    configured = {j.id: t.name for t in targets_of(settings) for j in t.jobs}
+    rows = status_rows(
+        list(configured), states, last_success, targets={**stored_targets, **configured}
+    )
     print(render_table(rows), end="")
     print(render_dead_letters(dead_letters), end="")
     return EXIT_OK

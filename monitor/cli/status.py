@@ -2,7 +2,9 @@
 sink's dead letters (events it can never take), which would otherwise only be in the logs.
 
 It opens the database read-only, so it is safe to run beside a live daemon, and it renders
-plain text (pure functions, so they are tested without a database).
+plain text (pure functions, so they are tested without a database). When the jobs belong to
+more than one target (``targets:``), a TARGET column comes first; a single project's table is
+what it always was.
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ COLUMNS = (
 
 
 def status_rows(
-    job_ids: Sequence[str], states: Mapping[str, JobState], last_success: Mapping[str, float]
+    job_ids: Sequence[str],
+    states: Mapping[str, JobState],
+    last_success: Mapping[str, float],
+    targets: Mapping[str, str] | None = None,
 ) -> list[tuple[str, ...]]:
     """One row per configured job, then any job the database still holds but the config no
-    longer names (marked as such), so nothing the monitor remembers is hidden."""
+    longer names (marked as such), so nothing the monitor remembers is hidden. ``targets``
+    (job id to target name): with more than one name among the rows, each row starts with its
+    job's target."""
+    rows = _rows(job_ids, states, last_success)
+    named = targets or {}
+    if len({named.get(row[1], "") for row in rows}) <= 1:
+        return rows
+    return [(named.get(row[1], "") or "-", *row) for row in rows]
+
+
+def _rows(
+    job_ids: Sequence[str], states: Mapping[str, JobState], last_success: Mapping[str, float]
+) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     extra = sorted(set(states) - set(job_ids))
     for job_id in [*job_ids, *extra]:
@@ -65,10 +82,12 @@ def status_rows(
 
 
 def render_table(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    """The rows under their header; rows one cell wider than ``COLUMNS`` have a target."""
+    columns = ("TARGET", *COLUMNS) if rows and len(rows[0]) > len(COLUMNS) else COLUMNS
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [COLUMNS, *rows]
+        for row in [columns, *rows]
     ]
     return "\n".join(lines) + "\n"
 

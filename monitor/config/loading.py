@@ -150,7 +150,11 @@ def _checked(text: str, path: str, what: str) -> str:
 
 
 def _env_defaults(doc: dict[str, Any], env: Mapping[str, str]) -> None:
-    """The Huawei SDKs' variables fill keys the file leaves out, as users already expect."""
+    """The Huawei SDKs' variables fill keys the file leaves out, as users already expect;
+    only in the single-project form: with ``targets:`` each target names its credentials
+    (one account's variables are not every target's)."""
+    if "targets" in doc:
+        return
     api = doc.get("api")
     if isinstance(api, dict) and "project_id" not in api and env.get("HUAWEICLOUD_SDK_PROJECT_ID"):
         api["project_id"] = env["HUAWEICLOUD_SDK_PROJECT_ID"]

@@ -23,6 +23,7 @@ from monitor.config.scale import DiscoverySettings as DiscoverySettings
 from monitor.config.scale import LabelRule as LabelRule
 from monitor.config.scale import SearchFilter as SearchFilter
 from monitor.config.scale import ShardSettings as ShardSettings
+from monitor.config.targets import TARGET_LABEL, access_problems, target_problems
 
 # Re-exported (``X as X``): callers import every settings type from here.
 from monitor.config.values import JOB_ID as JOB_ID
@@ -168,6 +169,37 @@ class JobSettings(_Model):
         return check_labels(v)
 
 
+class TargetSettings(_Model):
+    """One project in one region, polled with its own client (endpoint, credentials, TLS,
+    rate limit and 429 pause); ``monitor/config/targets.py`` says how targets are read."""
+
+    name: str
+    """The ``target`` label of the target's series and events."""
+    api: ApiSettings
+    auth: AuthSettings = AuthSettings()
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Added to every series and event of this target's jobs (a job's own labels win)."""
+    poll: PollSettings | None = None
+    """Only the keys given override the top-level ``poll``; ``concurrency`` and ``jitter``
+    are the process's (shared slots, one scheduler) and may not be given here."""
+    jobs: list[JobSettings] = Field(default_factory=list)
+    discovery: DiscoverySettings | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_-]{1,63}", v):
+            raise ValueError(f"{v[:80]!r} is not 1-63 of a-z, 0-9, '_' or '-'")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        if TARGET_LABEL in v:
+            raise ValueError(f"{TARGET_LABEL!r} is set by the monitor itself (the target's name)")
+        return check_labels(v)
+
+
 class StateSettings(_Model):
     path: str = "/var/lib/modelarts-monitor/state.db"
 
@@ -269,7 +301,8 @@ class UsageSettings(_Model):
 
 
 class Settings(_Model):
-    api: ApiSettings
+    api: ApiSettings | None = None
+    """The one project of a single-project config; with ``targets``, left out."""
     auth: AuthSettings = AuthSettings()
     poll: PollSettings = PollSettings()
     jobs: list[JobSettings] = Field(default_factory=list)
@@ -280,51 +313,42 @@ class Settings(_Model):
     reasons: ReasonSettings = ReasonSettings()
     usage: UsageSettings = UsageSettings()
     shard: ShardSettings = ShardSettings()
+    metrics: MetricsSettings = MetricsSettings()
     discovery: DiscoverySettings | None = None
     """Absent: only the configured jobs are watched."""
-    metrics: MetricsSettings = MetricsSettings()
+    targets: list[TargetSettings] | None = None
+    """Several projects or regions in one process, instead of the top-level ``api``,
+    ``auth``, ``jobs`` and ``discovery`` (``targets.py``)."""
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         problems = []
+        if self.targets is not None:
+            problems += target_problems(self)
+        else:
+            problems += self._single_project_problems()
         if self.shard.index >= self.shard.total:
             problems.append(
                 f"shard.index: {self.shard.index} is not below shard.total "
                 f"({self.shard.total}); shards are numbered 0 to total-1"
             )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _single_project_problems(self) -> list[str]:
+        if self.api is None:
+            return ["api: required key is missing"]
+        problems = []
         seen: set[str] = set()
         for i, job in enumerate(self.jobs):
             if job.id in seen:
                 problems.append(f"jobs[{i}].id: {job.id!r} is listed twice")
             seen.add(job.id)
-        if self.auth.type == "aksk" and not (self.auth.ak and self.auth.sk.get_secret_value()):
-            problems.append(
-                "auth: type aksk needs ak and sk (or HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK)"
-            )
-        if self.auth.type == "token":
-            missing = [
-                k
-                for k, v in (
-                    ("user", self.auth.user),
-                    ("password", self.auth.password.get_secret_value()),
-                    ("domain", self.auth.domain),
-                )
-                if not v
-            ]
-            if missing:
-                problems.append(f"auth: type token needs {', '.join(missing)}")
-        if self.auth.security_token is not None and self.auth.type != "aksk":
-            problems.append(
-                f"auth.security_token: only used with type aksk (a temporary AK/SK), "
-                f"not with type {self.auth.type}"
-            )
-        if not self.api.project_id:
-            problems.append("api.project_id: required (or set HUAWEICLOUD_SDK_PROJECT_ID)")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        return problems + access_problems("", self.api, self.auth)
 
     def interval_for(self, job: JobSettings) -> float:
+        """A top-level job's interval (a target's jobs: ``Target.interval_for``)."""
         return job.interval or self.poll.interval
 
     def jitter_for_interval(self, interval: float) -> float:

@@ -6,42 +6,51 @@ the stored state, so a restart neither re-announces jobs nor misses what changed
 
 Stop order is the reverse of the data flow (arq's worker shutdown is the model): stop
 scheduling, let in-flight polls finish within a grace period, let the sinks drain the outbox
-within the same budget, then close the server, the HTTP client and the database.
+within the same budget, then close the server, the HTTP clients and the database.
+
+Targets (``config/targets.py``): one client and one discovery per target, one book, one poller
+(shared slots), one scheduler and one sharding rule for all of them. A single-project config
+is one implicit target named "".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
+import structlog
 from aiohttp import web
 
 from monitor.config.loading import load_settings
 from monitor.config.settings import DiscoverySettings, JobSettings, Settings, split_listen
+from monitor.config.targets import Target, targets_of
 from monitor.daemon.discovery import Discovery
 from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller
 from monitor.daemon.reports import job_row, readiness
 from monitor.daemon.scheduler import PollScheduler
 from monitor.daemon.sharding import owns
+from monitor.daemon.targets import Pauses, Scope, job_changed, restart_reasons, running_targets
 from monitor.daemon.usage import UsagePoller
-from monitor.daemon.wiring import build_client
+from monitor.daemon.wiring import build_client, build_throttle
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.delivery.sinks import Sink, build_sinks
 from monitor.errors import ConfigError, ListenError, StateError
 from monitor.exposition.own import MonitorMetrics
 from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
+from monitor.modelarts.client import ModelArtsClient
 from monitor.store.database import Store
 from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 
 log = get_logger("monitor.app")
-RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage", "metrics")
+RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""
@@ -66,31 +75,41 @@ class App:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._stopped = asyncio.Event()
-        self.discovery: Discovery | None = None
-        self._discovery_task: asyncio.Task[None] | None = None
+        self.targets: tuple[Target, ...] = targets_of(settings)
+        """The running targets (a reload changes their jobs, labels, poll and discovery)."""
+        self.discoveries: dict[str, Discovery] = {}
+        self._discovery_tasks: dict[str, asyncio.Task[None]] = {}
+        self.clients: dict[str, ModelArtsClient] = {}
+        self.pauses = Pauses()
 
     async def start(self) -> None:
         """Raises ``StateError`` if the database is unusable; nothing is left running then."""
         s = self.settings
-        # The client first: a bad CA bundle is a ConfigError before anything is opened.
-        self.client = build_client(s, self._transport)
+        # The clients first: a bad CA bundle is a ConfigError before anything is opened.
         try:
+            for target in self.targets:
+                throttle = self.pauses.add(target.name, build_throttle(target))
+                self.clients[target.name] = build_client(target, self._transport, throttle)
             self.store = Store(s.state.path)
         except Exception:
-            await self.client.aclose()
+            await self._close_clients()
             raise
         try:
             states = await self.store.call(self.store.load_states)
             last_success = await self.store.call(self.store.load_last_success)
-            discovered = await self.store.call(self.store.load_discovered) if s.discovery else {}
+            discovered = {
+                t.name: await self.store.call(self.store.load_discovered, t.name)
+                for t in self.targets
+                if t.discovery is not None
+            }
         except Exception:
             self.store.close()
-            await self.client.aclose()
+            await self._close_clients()
             raise
         for job_id, why in self.store.unreadable.items():
             log.error("stored_state_unreadable", job_id=job_id, error=why, note="starts afresh")
-        self.series = SeriesStore(project_id=s.api.project_id, exposure=s.metrics)
-        self.metrics = MonitorMetrics()
+        self.series = SeriesStore(project_id=self.targets[0].project_id, exposure=s.metrics)
+        self.metrics = MonitorMetrics([t.name for t in self.targets if t.name])
         self.metrics.shard_ordinal.set(s.shard.index)
         self.metrics.total_shards.set(s.shard.total)
         sinks = self._sinks if self._sinks is not None else build_sinks(s.events.sinks)
@@ -110,27 +129,31 @@ class App:
             series=self.series,
             metrics=self.metrics,
             dispatcher=self.dispatcher,
-            project_id=s.api.project_id,
-            poll=s.poll,
+            scopes=[Scope.of(t) for t in self.targets],
             schedule=self.scheduler.plan,
             clock=self._clock,
         )
         self.poller = Poller(
-            client=self.client,
+            client=self.clients,
             book=self.book,
             metrics=self.metrics,
             concurrency=s.poll.concurrency,
-            slow_after=s.api.timeout / 2,
+            slow_after=min(t.api.timeout for t in self.targets) / 2,
             reasons=s.reasons,
             clock=self._clock,
+            pauses=self.pauses,
         )
+        for name, client in self.clients.items():
+            client.count_requests(functools.partial(self.metrics.count_request, name))
         self.book.restore(states, last_success)
-        owned = self._owned(s.jobs)
-        for job in owned.values():
-            self.book.watch(job.id, job.labels, s.interval_for(job))
-        if s.discovery is not None:
-            self.discovery = self._build_discovery(s.discovery)
-            await self.discovery.restore(discovered)
+        owned = self._owned(self.targets)
+        for target, job in owned.values():
+            self.book.watch(job.id, job.labels, target.interval_for(job), target.name)
+        for target in self.targets:
+            if target.discovery is not None:
+                found = self._build_discovery(target, target.discovery)
+                self.discoveries[target.name] = found
+                await found.restore(discovered.get(target.name, {}))
 
         host, port = split_listen(s.server.listen)
         app = create_app(metrics=self.render_metrics, ready=self.ready, overview=self.overview)
@@ -150,14 +173,19 @@ class App:
         self._usage_task: asyncio.Task[None] | None = None
         if s.usage.enabled:
             self.usage = UsagePoller(
-                client=self.client, book=self.book, metrics=self.metrics, settings=s.usage
+                client=self.poller.client_of,
+                book=self.book,
+                metrics=self.metrics,
+                settings=s.usage,
+                pauses=self.pauses,
             )
             self._usage_task = asyncio.create_task(self.usage.run(), name="usage")
         log.info(
             "started",
             jobs=len(owned),
+            **({"targets": [t.name for t in self.targets]} if self.targets[0].name else {}),
             shard=f"{s.shard.index}/{s.shard.total}",
-            discovery=self.discovery is not None,
+            discovery=bool(self.discoveries),
             restored=len(states),
             listen=f"{host}:{self.port}",
             state=s.state.path,
@@ -168,59 +196,74 @@ class App:
     def _owns(self, job_id: str) -> bool:
         return owns(job_id, self.settings.shard.index, self.settings.shard.total)
 
-    def _owned(self, jobs: Sequence[JobSettings]) -> dict[str, JobSettings]:
-        """The configured jobs this shard watches."""
-        return {j.id: j for j in jobs if self._owns(j.id)}
+    def _owned(self, targets: Sequence[Target]) -> dict[str, tuple[Target, JobSettings]]:
+        """The configured jobs this shard watches, each with its target."""
+        return {j.id: (t, j) for t in targets for j in t.jobs if self._owns(j.id)}
 
-    def _build_discovery(self, settings: DiscoverySettings) -> Discovery:
+    def _build_discovery(self, target: Target, settings: DiscoverySettings) -> Discovery:
+        name = target.name
         return Discovery(
             settings,
-            search=self.client.search_jobs,
+            search=self.clients[name].search_jobs,
             store=self.store,
-            watch=self._watch_discovered,
+            watch=lambda job_id, labels: self._watch_discovered(name, job_id, labels),
             watching=self.book.__contains__,
             owns=self._owns,
-            configured=lambda: {j.id for j in self.settings.jobs},
-            expired=self._gone_too_long,
+            configured=lambda: {j.id for t in self.targets for j in t.jobs},
+            expired=lambda job_id: self._gone_too_long(name, job_id),
             unwatch=self.book.unwatch,
             clock=self._clock,
+            target=name,
         )
 
-    def _watch_discovered(self, job_id: str, labels: Mapping[str, str]) -> bool:
-        return self.book.watch(job_id, labels, self.settings.poll.interval)
+    def _target(self, name: str) -> Target:
+        return next(t for t in self.targets if t.name == name)
 
-    def _gone_too_long(self, job_id: str) -> bool:
+    def _watch_discovered(self, target: str, job_id: str, labels: Mapping[str, str]) -> bool:
+        view = self.book.view(job_id)
+        if view is not None and view.target != target:
+            return False  # the same id found in two projects: the first target keeps it
+        return self.book.watch(job_id, labels, self._target(target).poll.interval, target)
+
+    def _gone_too_long(self, target: str, job_id: str) -> bool:
         gone = self.book.gone_for(job_id)
-        return gone is not None and gone >= self.settings.poll.not_found_retention
+        return gone is not None and gone >= self._target(target).poll.not_found_retention
 
     def _start_discovery(self) -> None:
-        if self.discovery is not None and self._discovery_task is None:
-            self._discovery_task = asyncio.create_task(self.discovery.run(), name="discovery")
+        for name, discovery in self.discoveries.items():
+            if name not in self._discovery_tasks:
+                # The task copies this context: its log lines name the target.
+                with structlog.contextvars.bound_contextvars(**({"target": name} if name else {})):
+                    task = asyncio.create_task(discovery.run(), name=f"discovery {name}".strip())
+                self._discovery_tasks[name] = task
 
-    async def _stop_discovery(self) -> None:
-        task, self._discovery_task = self._discovery_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _stop_discovery(self, name: str | None = None) -> None:
+        """Stop one target's discovery rounds, or every target's."""
+        for key in [name] if name is not None else list(self._discovery_tasks):
+            task = self._discovery_tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-    async def _reload_discovery(self, new: DiscoverySettings | None) -> None:
-        """Discovery turned on, off or changed by a reload. Turned off, the jobs it found
-        stay watched until their lifecycle retires them (or the next restart)."""
+    async def _reload_discovery(self, target: Target) -> None:
+        """A target's discovery turned on, off or changed by a reload. Turned off, the jobs
+        it found stay watched until their lifecycle retires them (or the next restart)."""
+        new, running = target.discovery, self.discoveries.get(target.name)
         if new is None:
-            await self._stop_discovery()
-            self.discovery = None
-        elif self.discovery is None:
+            await self._stop_discovery(target.name)
+            self.discoveries.pop(target.name, None)
+        elif running is None:
             try:
-                stored = await self.store.call(self.store.load_discovered)
+                stored = await self.store.call(self.store.load_discovered, target.name)
             except StateError as exc:
                 log.error("discovery_store_failed", error=str(exc))
                 stored = {}
-            self.discovery = self._build_discovery(new)
-            await self.discovery.restore(stored)
+            self.discoveries[target.name] = self._build_discovery(target, new)
+            await self.discoveries[target.name].restore(stored)
             self._start_discovery()
-        elif new != self.discovery.settings:
-            self.discovery.configure(new)
+        elif new != running.settings:
+            running.configure(new)
 
     def ready(self) -> tuple[bool, str]:
         """``/readyz``: the database, the first round and every sink's backlog, one line
@@ -283,8 +326,9 @@ class App:
         except ConfigError as exc:
             log.error("reload_failed", problems=exc.problems, note="the running config stays")
             return False
-        old = self.settings
+        old, wanted = self.settings, targets_of(new)
         static = [k for k in RESTART_SECTIONS if getattr(new, k) != getattr(old, k)]
+        static += restart_reasons(self.targets, wanted)
         if static:
             log.warning("reload_needs_restart", sections=static, note="not applied until restart")
         self.settings = old.model_copy(
@@ -295,23 +339,27 @@ class App:
                 "reasons": new.reasons,
             }
         )
-        self.book.configure(new.poll)
+        before = self._owned(self.targets)
+        self.targets = running_targets(self.targets, wanted)
+        self.book.configure(Scope.of(t) for t in self.targets)
         self.poller.configure(new.reasons)
-        before = self._owned(old.jobs)
-        after = self._owned(new.jobs)
+        after = self._owned(self.targets)
         for job_id in before.keys() - after.keys():
             self.book.unwatch(job_id)
-        for job in after.values():
-            self.book.watch(job.id, job.labels, self.settings.interval_for(job))
-        await self._reload_discovery(new.discovery)
-        if self.discovery is not None:
+        for target, job in after.values():
+            self.book.watch(job.id, job.labels, target.interval_for(job), target.name)
+        for target in self.targets:
+            await self._reload_discovery(target)
+        for discovery in self.discoveries.values():
             # A job dropped from the config that discovery found stays, with its found labels.
-            await self.discovery.reconcile()
+            await discovery.reconcile()
         log.info(
             "reloaded",
             added=sorted(after.keys() - before.keys()),
             removed=sorted(before.keys() - after.keys()),
-            changed=sorted(j for j in after.keys() & before.keys() if after[j] != before[j]),
+            changed=sorted(
+                j for j in after.keys() & before.keys() if job_changed(after[j], before[j])
+            ),
         )
         return True
 
@@ -333,5 +381,9 @@ class App:
     async def _close_resources(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.client.aclose()
+        await self._close_clients()
         self.store.close()
+
+    async def _close_clients(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()

@@ -166,8 +166,12 @@ class Discovery:
         unwatch: Callable[[str], None] = lambda job_id: None,
         clock: Callable[[], float] = time.time,
         max_pages: int = MAX_PAGES,
+        target: str = "",
     ) -> None:
+        """``target``: the name of the target whose project is searched; its members are
+        stored under it, so a restart watches each again as a job of its own target."""
         self.settings = settings
+        self.target = target
         self._search = search
         self._store = store
         self._watch = watch
@@ -250,7 +254,9 @@ class Discovery:
                 retired.append(job_id)
         if added:
             try:
-                await self._store.call(self._store.add_discovered, added, self._clock())
+                await self._store.call(
+                    self._store.add_discovered, added, self._clock(), self.target
+                )
             except StateError as exc:  # watched anyway; stored at the next round
                 log.error("discovery_store_failed", error=str(exc))
             else:

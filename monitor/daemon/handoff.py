@@ -7,9 +7,9 @@ neither lets anyone outside the book change a job.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from monitor.core.job import Observation
+from monitor.core.job import JobGone, Observation
 from monitor.core.state import JobState
 
 
@@ -27,6 +27,20 @@ class Health:
     slow: bool = False
     """The last poll timed out or was slow: the job polls in the slow lane."""
 
+    def failed(self, error: str, slow: bool, not_before: float | None) -> Health:
+        """After a failed poll: ``up`` 0; with ``not_before`` (backing off) one more failure
+        counted, without (the monitor's own failure, such as the database) none."""
+        backoff = not_before is not None
+        return replace(
+            self,
+            polled=True,
+            up=False,
+            last_error=error,
+            failures=self.failures + 1 if backoff else self.failures,
+            not_before=not_before if not_before is not None else self.not_before,
+            slow=slow,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class JobView:
@@ -37,6 +51,8 @@ class JobView:
     interval: float
     state: JobState | None
     health: Health
+    target: str = ""
+    """The name of the job's target ("" for the single-project config's)."""
 
     @property
     def running(self) -> bool:
@@ -63,3 +79,12 @@ class Failed:
 
 
 PollOutcome = Unchanged | Observed | Failed
+
+
+def poll_result(outcome: PollOutcome) -> str:
+    """The ``polls_total`` result of what a poll came to."""
+    if isinstance(outcome, Failed):
+        return outcome.result
+    if isinstance(outcome, Observed) and isinstance(outcome.observation, JobGone):
+        return "not_found"
+    return "ok"

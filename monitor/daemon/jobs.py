@@ -20,11 +20,14 @@ logged once per job per distinct error, and again when the job recovers.
 
 Other rooms read a job through ``view`` (an immutable picture); nothing outside this module
 holds or mutates the book's records.
+
+Each record carries its job's target name; the target's project, poll rules and labels are
+its ``Scope`` (``targets.py``), looked up at each use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from monitor.config.settings import PollSettings
@@ -36,8 +39,17 @@ from monitor.core.job import JobGone
 from monitor.core.lifecycle import plan
 from monitor.core.reasons import Reason, attach_reasons, wants_reasons
 from monitor.core.state import JobState
-from monitor.daemon.handoff import Failed, Health, JobView, Observed, PollOutcome, Unchanged
+from monitor.daemon.handoff import (
+    Failed,
+    Health,
+    JobView,
+    Observed,
+    PollOutcome,
+    Unchanged,
+    poll_result,
+)
 from monitor.daemon.keyed_lock import KeyedLock
+from monitor.daemon.targets import Scope, Scopes
 from monitor.delivery.dispatcher import Dispatcher
 from monitor.errors import STATE_ERROR, StateError
 from monitor.exposition.own import MonitorMetrics
@@ -59,8 +71,10 @@ class _Job:
     """The book's record of one watched job. Only ``JobBook`` touches it."""
 
     labels: Mapping[str, str]
+    """The job's own labels (configured or discovered), without its target's."""
     interval: float
     health: Health
+    target: str = ""
     planned: float | None = None
     digest: bytes = b""
     sweeping: bool = False
@@ -75,17 +89,18 @@ class JobBook:
         series: SeriesStore,
         metrics: MonitorMetrics,
         dispatcher: Dispatcher,
-        project_id: str,
-        poll: PollSettings,
         schedule: Schedule,
         clock: Callable[[], float],
+        project_id: str = "",
+        poll: PollSettings | None = None,
+        scopes: Iterable[Scope] = (),
     ) -> None:
+        """``scopes``: one per target; else ``project_id`` and ``poll`` make the one."""
         self._store = store
         self._series = series
         self._metrics = metrics
         self._dispatcher = dispatcher
-        self._project_id = project_id
-        self._poll = poll
+        self._scopes = Scopes(list(scopes) or [Scope("", project_id, poll or PollSettings())])
         self._schedule = schedule
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
@@ -111,7 +126,8 @@ class JobBook:
         job = self._jobs.get(job_id)
         if job is None:
             return None
-        return JobView(job_id, job.labels, job.interval, self._states.get(job_id), job.health)
+        state = self._states.get(job_id)
+        return JobView(job_id, self._labels(job), job.interval, state, job.health, job.target)
 
     def views(self) -> list[JobView]:
         return [v for v in map(self.view, self._jobs) if v is not None]
@@ -154,29 +170,43 @@ class JobBook:
         self._states.update(states)
         self._last_success.update(last_success or {})
 
-    def configure(self, poll: PollSettings) -> None:
-        """New intervals, retention and back-off rules (a reload); applied at each job's next
-        poll, or at once by ``watch``."""
-        self._poll = poll
+    def configure(self, scopes: Iterable[Scope]) -> None:
+        """New poll rules and target labels (a reload): the rules apply at each job's next
+        poll (or at once by ``watch``), the labels at once to each job of that target."""
+        changed = self._scopes.replace(scopes)
+        for job_id, job in self._jobs.items():
+            if job.target in changed and job_id in self._series:
+                state = self._states.get(job_id) or JobState(job_id=job_id)
+                self._series.update(state, self._labels(job), self._scope(job).context)
 
-    def watch(self, job_id: str, labels: Mapping[str, str], interval: float | None = None) -> bool:
-        """Start (or keep) watching a job, with these labels and this base interval. Returns
-        False for a job retired long ago (terminal past its retention): nothing to do."""
-        interval = interval or self._poll.interval
+    def watch(
+        self,
+        job_id: str,
+        labels: Mapping[str, str],
+        interval: float | None = None,
+        target: str = "",
+    ) -> bool:
+        """Start (or keep) watching a job of ``target``, with these labels and this base
+        interval. Returns False for a job retired long ago (terminal past its retention):
+        nothing to do."""
+        scope = self._scopes[target]
+        interval = interval or scope.poll.interval
         state = self._states.get(job_id)
-        decision = plan(state, self._clock(), interval, self._poll)
+        decision = plan(state, self._clock(), interval, scope.poll)
         if decision.interval is None:
             self.unwatch(job_id)
             return False
         job = self._jobs.get(job_id)
         if job is None:
             health = Health(last_success=self._last_success.pop(job_id, None))
-            job = self._jobs[job_id] = _Job(labels=dict(labels), interval=interval, health=health)
+            job = self._jobs[job_id] = _Job(
+                labels=dict(labels), interval=interval, health=health, target=target
+            )
         else:
-            job.labels, job.interval = dict(labels), interval
+            job.labels, job.interval, job.target = dict(labels), interval, target
         if decision.export:
             # Even a job never seen yet gets series: its up=0 tells someone the id is wrong.
-            self._series.update(state or JobState(job_id=job_id), job.labels)
+            self._series.update(state or JobState(job_id=job_id), self._labels(job), scope.context)
             self._series.set_health(job_id, job.health.up, job.health.last_success)
         self._metrics.jobs.set(len(self._jobs))
         job.planned = decision.interval
@@ -206,7 +236,7 @@ class JobBook:
         async with self._turn(job_id):
             job = self._jobs.get(job_id)
             if job is None:
-                return _result(outcome)  # unwatched (reload, retirement) while in flight
+                return poll_result(outcome)  # unwatched (reload, retirement) while in flight
             try:
                 if isinstance(outcome, Failed):
                     self._failed(job_id, job, outcome, slow)
@@ -221,7 +251,7 @@ class JobBook:
                 self._failed(job_id, job, failure, slow)
                 outcome = failure
             self._replan(job_id)
-            return _result(outcome)
+            return poll_result(outcome)
 
     async def apply_usage(
         self, job_id: str, usage: Mapping[str, TaskUsage], *, hang_window: float | None
@@ -253,24 +283,14 @@ class JobBook:
             return
         now = self._clock()
         hang, events = observe_hang(
-            state.hang,
-            job_id=job_id,
-            job_name=state.job_name,
-            running=running,
-            usage=usage if running else {},
-            now=now,
-            window=hang_window,
-        )
+            state.hang, job_id=job_id, job_name=state.job_name, running=running,
+            usage=usage if running else {}, now=now, window=hang_window,
+        )  # fmt: skip
         if hang != state.hang:
-            await self._commit(job_id, replace(state, hang=hang), events, now)
+            await self._commit(job_id, job, replace(state, hang=hang), events, now)
 
     async def _observed(
-        self,
-        job_id: str,
-        job: _Job,
-        outcome: Observed,
-        slow: bool,
-        explain: Explain | None,
+        self, job_id: str, job: _Job, outcome: Observed, slow: bool, explain: Explain | None
     ) -> PollOutcome:
         """Fold the observation into the job's state, render it, commit it, then show it.
         Returns what the poll came to: the outcome itself, or a ``Failed`` if the database
@@ -284,8 +304,8 @@ class JobBook:
                 return outcome  # unwatched while the reasons were fetched
             state, events = attach_reasons(state, events, reasons)
         if state != prev or events:
-            rendered = self._series.prepare(state, job.labels)
-            if not await self._commit(job_id, state, events, now):
+            rendered = self._series.prepare(state, self._labels(job), self._scope(job).context)
+            if not await self._commit(job_id, job, state, events, now):
                 failure = Failed(STATE_ERROR, self._store_error or "commit refused")
                 self._failed(job_id, job, failure, slow, backoff=False)
                 return failure
@@ -298,15 +318,17 @@ class JobBook:
             self._succeed(job_id, job, slow, now)
         return outcome
 
-    async def _commit(self, job_id: str, state: JobState, events: list[Event], now: float) -> bool:
+    async def _commit(
+        self, job_id: str, job: _Job, state: JobState, events: list[Event], now: float
+    ) -> bool:
         """Label the events, commit them with the job's new state, then (only then) move the
         in-memory state on, count the events and wake the sinks. False if the database
         refused; the old state then stays."""
-        labels = self._jobs[job_id].labels if job_id in self._jobs else {}
-        events = [replace(e, labels=labels) for e in events]
-        documents = [to_cloudevent(e, self._project_id) for e in events]
+        scope = self._scope(job)
+        events = [replace(e, labels=self._labels(job)) for e in events]
+        documents = [to_cloudevent(e, scope.project_id) for e in events]
         try:
-            await self._store.call(self._store.commit, state, documents, now)
+            await self._store.call(self._store.commit, state, documents, now, scope.name)
         except StateError as exc:
             if self._store_error != str(exc):
                 log.error("state_commit_failed", error=str(exc), events_held=len(events))
@@ -336,30 +358,16 @@ class JobBook:
         """A failed poll: ``up`` 0 and, unless the failure is the monitor's own (``backoff``
         False: the database, logged once for all jobs by ``_commit``), a longer wait before
         the job's next poll and one log line per distinct error."""
-        now = self._clock()
-        failures, not_before = job.health.failures, job.health.not_before
         error = f"{outcome.result}: {outcome.message}"
+        not_before = None
         if backoff:
-            failures += 1
-            delay = backoff_delay(failures, base=job.interval, cap=self._poll.retry.max_backoff)
-            not_before = now + delay
+            cap = self._scope(job).poll.retry.max_backoff
+            delay = backoff_delay(job.health.failures + 1, base=job.interval, cap=cap)
+            not_before = self._clock() + delay
             if job.health.last_error != error:
-                log.warning(
-                    "poll_failed",
-                    result=outcome.result,
-                    error=outcome.message,
-                    next_poll_in=round(delay, 1),
-                )
-        health = replace(
-            job.health,
-            polled=True,
-            up=False,
-            last_error=error,
-            failures=failures,
-            not_before=not_before,
-            slow=slow,
-        )
-        self._set_health(job_id, job, health)
+                log.warning("poll_failed", result=outcome.result, error=outcome.message,
+                            next_poll_in=round(delay, 1))  # fmt: skip
+        self._set_health(job_id, job, job.health.failed(error, slow, not_before))
 
     def _set_health(self, job_id: str, job: _Job, health: Health) -> None:
         job.health = health
@@ -370,7 +378,8 @@ class JobBook:
         job = self._jobs.get(job_id)
         if job is None:
             return
-        decision = plan(self._states.get(job_id), self._clock(), job.interval, self._poll)
+        poll = self._scope(job).poll
+        decision = plan(self._states.get(job_id), self._clock(), job.interval, poll)
         if decision.interval is None:
             log.info("job_retired", job_id=job_id, reason="terminal_retention")
             self.unwatch(job_id)
@@ -382,11 +391,8 @@ class JobBook:
             job.planned = decision.interval
             self._schedule(job_id, decision.interval, False)
 
+    def _scope(self, job: _Job) -> Scope:
+        return self._scopes[job.target]
 
-def _result(outcome: PollOutcome) -> str:
-    """The ``polls_total`` result of what a poll came to."""
-    if isinstance(outcome, Failed):
-        return outcome.result
-    if isinstance(outcome, Observed) and isinstance(outcome.observation, JobGone):
-        return "not_found"
-    return "ok"
+    def _labels(self, job: _Job) -> dict[str, str]:
+        return self._scope(job).labels_of(job.labels)

@@ -10,6 +10,11 @@ The slow lane: jobs whose last poll timed out or took longer than ``slow_after``
 a quarter of the slots, so N hanging jobs cannot hold every slot and delay the healthy ones; a
 job leaves the lane with its first quick poll.
 
+Targets: each job is fetched with its target's client (its endpoint, credentials, rate limit
+and 429 pause), and the slots are shared by all targets (``poll.concurrency`` is the
+process's). A poll waits for its target's turn (rate limit, 429 pause) before it takes a slot
+(``targets.admitted``), so one account's throttling never holds the slots another's polls need.
+
 Reasons: when the book finds a failure among a poll's events, it asks ``explain``: the job's
 newest Error and Warning events are fetched (both at once, each bounded by the client's
 timeout), merged newest first and clipped. A failed fetch costs the reasons (``[]``), never
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -30,6 +35,7 @@ from monitor.core.job import JobGone
 from monitor.core.reasons import REASON_LEVELS, Reason, newest_reasons
 from monitor.daemon.handoff import Failed, Observed, PollOutcome, Unchanged
 from monitor.daemon.jobs import JobBook
+from monitor.daemon.targets import Pauses, admitted
 from monitor.errors import ApiError, JobNotFound
 from monitor.exposition.own import MonitorMetrics
 from monitor.logs import get_logger
@@ -43,15 +49,19 @@ class Poller:
     def __init__(
         self,
         *,
-        client: ModelArtsClient,
+        client: ModelArtsClient | Mapping[str, ModelArtsClient],
         book: JobBook,
         metrics: MonitorMetrics,
         concurrency: int,
         slow_after: float = 5.0,
         reasons: ReasonSettings | None = None,
         clock: Callable[[], float] = time.time,
+        pauses: Pauses | None = None,
     ) -> None:
-        self._client = client
+        """``client``: the single-project config's, or one per target name. ``pauses``: the
+        targets' throttles, which admit each poll to a slot."""
+        self._pauses = pauses or Pauses()
+        self._clients = dict(client) if isinstance(client, Mapping) else {"": client}
         self._book = book
         self._metrics = metrics
         self._slots = asyncio.Semaphore(concurrency)
@@ -75,21 +85,38 @@ class Poller:
         else:
             await self._poll_in_slot(job_id)
 
+    def client_of(self, job_id: str) -> ModelArtsClient:
+        """The client of the job's target (the first one's for a job no longer watched)."""
+        view = self._book.view(job_id)
+        target = view.target if view is not None else ""
+        return self._clients.get(target) or next(iter(self._clients.values()))
+
     async def _poll_in_slot(self, job_id: str) -> None:
-        async with self._slots:
-            with structlog.contextvars.bound_contextvars(job_id=job_id):
+        target = view.target if (view := self._book.view(job_id)) is not None else ""
+        context = {"job_id": job_id, **({"target": target} if target else {})}
+        async with admitted(self._slots, self._pauses, target):
+            with structlog.contextvars.bound_contextvars(**context):
                 started = time.perf_counter()
                 outcome = await self._fetch(job_id)
                 timed_out = isinstance(outcome, Failed) and outcome.result == "timeout"
                 slow = timed_out or time.perf_counter() - started > self._slow_after
-                explain = self.explain if self._reasons.enabled else None
-                result = await self._book.apply_poll(job_id, outcome, slow=slow, explain=explain)
+                result = await self.apply(job_id, outcome, slow=slow)
                 self._metrics.poll_duration.observe(time.perf_counter() - started)
-                self._metrics.polls.labels(result).inc()
+                self._metrics.count_poll(target, result)
+
+    async def apply(self, job_id: str, outcome: PollOutcome, *, slow: bool | None = None) -> str:
+        """Hand one outcome to the book as a detail poll's, reasons fetch included; returns its
+        ``polls_total`` result. A bulk round (``bulk.py``) hands its search items here too,
+        with ``slow`` None: the job stays in the lane its last detail poll put it in."""
+        if slow is None:
+            view = self._book.view(job_id)
+            slow = view is not None and view.health.slow
+        explain = self.explain if self._reasons.enabled else None
+        return await self._book.apply_poll(job_id, outcome, slow=slow, explain=explain)
 
     async def _fetch(self, job_id: str) -> PollOutcome:
         try:
-            body = await self._client.get_job_body(job_id)
+            body = await self.client_of(job_id).get_job_body(job_id)
             digest = hashlib.blake2b(body.content, digest_size=16).digest()
             if self._book.unchanged(job_id, digest):
                 return Unchanged()
@@ -106,11 +133,9 @@ class Poller:
         """The job's newest Error and Warning events, newest first; ``[]`` if either level
         cannot be fetched (all or nothing: a partial list would hide the missing level)."""
         limit = self._reasons.max
+        client = self.client_of(job_id)
         fetched = await asyncio.gather(
-            *(
-                self._client.get_job_events(job_id, level=level, limit=limit)
-                for level in REASON_LEVELS
-            ),
+            *(client.get_job_events(job_id, level=level, limit=limit) for level in REASON_LEVELS),
             return_exceptions=True,
         )
         for outcome in fetched:

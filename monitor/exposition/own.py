@@ -3,9 +3,16 @@
 prometheus-client's collector model, on a registry of the monitor's own (no process-global
 state, so tests can build as many as they like). Per-job health (``up``, last success) is not
 here: it carries each job's own label set and is rendered with the job's series (``series.py``).
+
+With ``targets:`` configured, the counters about the API (``polls_total``,
+``usage_polls_total``, ``api_requests_total``) carry a ``target`` label, since each target has
+its own account, throttle and 429 pauses; without, they are exactly what they were before targets (a
+prometheus-client family has one label set, so the choice is made when the registry is built).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import disable_created_metrics
@@ -14,24 +21,27 @@ from monitor import __version__
 from monitor.core.events import EVENT_TYPES
 from monitor.errors import POLL_RESULTS
 
-OWN_LABELS = frozenset({"result", "reason", "type", "sink", "version"})
+API_ENDPOINTS = ("detail", "search", "events", "metrics")
+"""The ``endpoint`` label of ``api_requests_total``: the API calls the client makes."""
+OWN_LABELS = frozenset({"result", "reason", "type", "sink", "version", "endpoint"})
 """The label names of the monitor's own families below (a test keeps this true)."""
 
 
 class MonitorMetrics:
     """The monitor's own counters, on a registry of its own (no process-global state)."""
 
-    def __init__(self) -> None:
+    def __init__(self, targets: Sequence[str] = ()) -> None:
+        """``targets``: the names of the configured targets (none for a single project)."""
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
+        self._targets = tuple(targets)
+        per_target = ["target"] if self._targets else []
         self.polls = Counter(
             "modelarts_monitor_polls",
             "Polls of the job-detail API by result.",
-            ["result"],
+            [*per_target, "result"],
             registry=self.registry,
         )
-        for result in POLL_RESULTS:
-            self.polls.labels(result)
         self.polls_skipped = Counter(
             "modelarts_monitor_polls_skipped",
             "Scheduled polls that did not run: overrun (the job's previous poll was still"
@@ -44,11 +54,26 @@ class MonitorMetrics:
         self.usage_polls = Counter(
             "modelarts_monitor_usage_polls",
             "Requests for a task's resource usage, by result (the labels of polls_total).",
-            ["result"],
+            [*per_target, "result"],
             registry=self.registry,
         )
         for result in POLL_RESULTS:
-            self.usage_polls.labels(result)
+            for target in self._targets or ("",):
+                self.polls.labels(*self._by(target, result))
+                self.usage_polls.labels(*self._by(target, result))
+        self.api_requests = Counter(
+            "modelarts_monitor_api_requests",
+            "Requests sent to the ModelArts API, by endpoint (detail, search, events, metrics)"
+            " and result (the labels of polls_total): what the monitor costs the account's"
+            " throttle. result is the exchange's outcome; a body found unusable afterwards is"
+            " counted ok here and invalid_response where it is used.",
+            [*per_target, "endpoint", "result"],
+            registry=self.registry,
+        )
+        for endpoint in API_ENDPOINTS:
+            for result in POLL_RESULTS:
+                for target in self._targets or ("",):
+                    self.api_requests.labels(*self._by(target, endpoint, result))
         self.poll_duration = Histogram(
             "modelarts_monitor_poll_duration_seconds",
             "Time for one poll of one job: request, parse, diff and commit.",
@@ -105,6 +130,17 @@ class MonitorMetrics:
         )
         self.build_info.labels(__version__).set(1)
 
+    def _by(self, target: str, *labels: str) -> tuple[str, ...]:
+        return (target, *labels) if self._targets else labels
+
+    def count_poll(self, target: str, result: str) -> None:
+        """One detail poll of a job of ``target`` ("" without targets) came to ``result``."""
+        self.polls.labels(*self._by(target, result)).inc()
+
+    def count_usage(self, target: str, result: str) -> None:
+        """One usage request of a job of ``target`` came to ``result``."""
+        self.usage_polls.labels(*self._by(target, result)).inc()
+
     def add_sink(self, name: str) -> None:
         """Every per-sink series, at 0, from the start: an alert on a rate or an increase
         needs the series before the first event goes wrong."""
@@ -112,6 +148,10 @@ class MonitorMetrics:
             self.deliveries.labels(name, result)
         self.dead_letters.labels(name)
         self.outbox_pending.labels(name).set(0)
+
+    def count_request(self, target: str, endpoint: str, result: str) -> None:
+        """One API request of ``target``'s client and its outcome (its ``RequestCounter``)."""
+        self.api_requests.labels(*self._by(target, endpoint, result)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,6 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from monitor.errors import (
+    ApiError,
     ApiTimeout,
     ConfigError,
     InvalidResponse,
@@ -31,6 +33,10 @@ from monitor.modelarts.throttle import Throttle
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """A job document is a few KiB; anything this large is not one, and must not exhaust memory."""
+
+RequestCounter = Callable[[str, str], None]
+"""``count(endpoint, result)``: hears of every request sent, once it has its outcome
+(``endpoint`` one of ``detail, search, events, metrics``; ``result`` a ``polls_total`` result)."""
 
 
 class ModelArtsClient:
@@ -49,6 +55,7 @@ class ModelArtsClient:
         self.project_id = project_id
         self._deadline = timeout
         self._throttle = throttle or Throttle()
+        self._count: RequestCounter = _not_counted
         self._http = httpx.AsyncClient(
             base_url=endpoint,
             auth=auth,
@@ -72,19 +79,24 @@ class ModelArtsClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def count_requests(self, count: RequestCounter) -> None:
+        """Report every request from now on to ``count`` (the API's cost by endpoint, which is
+        what ``poll.bulk`` trades: ``modelarts_monitor_api_requests_total``)."""
+        self._count = count
+
     async def get_job(self, job_id: str) -> Any:
         """The job-detail document, decoded; raises an ``ApiError`` subclass on any failure."""
         return (await self.get_job_body(job_id)).json()
 
     async def get_job_body(self, job_id: str) -> Body:
         """The job-detail body, undecoded, so a caller can tell an unchanged one at no cost."""
-        return await self._get(f"/v2/{self.project_id}/training-jobs/{job_id}")
+        return await self._get(f"/v2/{self.project_id}/training-jobs/{job_id}", "detail")
 
     async def get_task_metrics(self, job_id: str, task: str) -> Any:
         """One task's resource usage, decoded (``GET .../metrics/{task}``); see
         ``parse.parse_task_metrics``."""
         path = f"/v2/{self.project_id}/training-jobs/{job_id}/metrics/{quote(task, safe='')}"
-        return (await self._get(path)).json()
+        return (await self._get(path, "metrics")).json()
 
     async def get_job_events(self, job_id: str, *, level: str, limit: int) -> list[dict[str, str]]:
         """The job's newest events of one ``level`` (``Info | Warning | Error``), newest first,
@@ -97,18 +109,27 @@ class ModelArtsClient:
         try:
             async with asyncio.timeout(self._deadline):
                 body = await self._get(
-                    f"/v2/{self.project_id}/training-jobs/{job_id}/events?{query}"
+                    f"/v2/{self.project_id}/training-jobs/{job_id}/events?{query}", "events"
                 )
         except TimeoutError as exc:
             raise ApiTimeout("no answer from ModelArts in time: TimeoutError") from exc
         return parse_job_events(body.json())
 
-    async def _get(self, path: str) -> Body:
-        return await self._request("GET", path)
+    async def _get(self, path: str, endpoint: str) -> Body:
+        return await self._request("GET", path, endpoint)
 
-    async def _request(self, method: str, path: str, json: Any = None) -> Body:
-        """The one way a call is made: throttled, capped, deadlined, errors typed."""
+    async def _request(self, method: str, path: str, endpoint: str, json: Any = None) -> Body:
+        """The one way a call is made: throttled, capped, deadlined, errors typed, counted."""
         await self._throttle.acquire()
+        try:
+            body = await self._send(method, path, json)
+        except ApiError as exc:
+            self._count(endpoint, exc.result)
+            raise
+        self._count(endpoint, "ok")
+        return body
+
+    async def _send(self, method: str, path: str, json: Any) -> Body:
         try:
             # httpx's timeout bounds each read; the deadline bounds a server that trickles.
             async with (
@@ -133,7 +154,7 @@ class ModelArtsClient:
         """One page of the job search (``POST .../training-job-searches``; ``offset`` is a page
         index), decoded; raises an ``ApiError`` subclass on any failure, like ``get_job``."""
         path = f"/v2/{self.project_id}/training-job-searches"
-        return (await self._request("POST", path, json=body)).json()
+        return (await self._request("POST", path, "search", json=body)).json()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +202,10 @@ async def _read_capped(streamed: httpx.Response) -> httpx.Response:
     return httpx.Response(
         streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
     )
+
+
+def _not_counted(endpoint: str, result: str) -> None:
+    """The default ``RequestCounter``: a client nobody asked to count."""
 
 
 def tls_verify(ca_file: str | None, insecure: bool) -> ssl.SSLContext | bool:

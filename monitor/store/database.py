@@ -190,15 +190,18 @@ class Store:
                 self.unreadable[job_id] = str(exc)
         return states
 
-    def commit(self, state: JobState, events: Iterable[Mapping[str, Any]], now: float) -> None:
-        """Write a job's new state and its events (CloudEvents documents) atomically."""
+    def commit(
+        self, state: JobState, events: Iterable[Mapping[str, Any]], now: float, target: str = ""
+    ) -> None:
+        """Write a job's new state and its events (CloudEvents documents) atomically, with
+        the name of the job's target ("" for a single-project config)."""
         try:
             with self._transaction():
                 self._db.execute(
-                    "INSERT INTO jobs(job_id, state, updated_at) VALUES (?, ?, ?) "
+                    "INSERT INTO jobs(job_id, state, updated_at, target) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT(job_id) DO UPDATE SET state = excluded.state, "
-                    "updated_at = excluded.updated_at",
-                    (state.job_id, json.dumps(encode_state(state)), now),
+                    "updated_at = excluded.updated_at, target = excluded.target",
+                    (state.job_id, json.dumps(encode_state(state)), now, target),
                 )
                 self._db.executemany(
                     # The same transition re-detected (same deterministic id) is stored once.
@@ -221,6 +224,14 @@ class Store:
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot record polls: {exc}") from exc
 
+    def load_targets(self) -> dict[str, str]:
+        """Each stored job's target name ("" for a single-project config's), for ``status``."""
+        try:
+            rows = self._db.execute("SELECT job_id, target FROM jobs").fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+        return {job_id: str(target) for job_id, target in rows}
+
     def load_last_success(self) -> dict[str, float]:
         try:
             rows = self._db.execute(
@@ -239,29 +250,34 @@ class Store:
 
     # -- discovered jobs ---------------------------------------------------------------------
 
-    def add_discovered(self, jobs: Mapping[str, Mapping[str, str]], now: float) -> None:
-        """Remember jobs found by discovery, with their labels, so that a restart watches them
-        again even once they no longer match the search (a finished job in its retention).
-        A job already known keeps its ``found_at`` and takes the new labels."""
+    def add_discovered(
+        self, jobs: Mapping[str, Mapping[str, str]], now: float, target: str = ""
+    ) -> None:
+        """Remember jobs found by ``target``'s discovery, with their labels, so that a restart
+        watches them again even once they no longer match the search (a finished job in its
+        retention). A job already known keeps its ``found_at``, takes the new labels."""
         if not jobs:
             return
         try:
             with self._transaction():
                 self._db.executemany(
-                    "INSERT INTO discovered(job_id, labels, found_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT(job_id) DO UPDATE SET labels = excluded.labels",
+                    "INSERT INTO discovered(job_id, labels, found_at, target) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(job_id) DO UPDATE SET labels = excluded.labels, "
+                    "target = excluded.target",
                     [
-                        (job_id, json.dumps(dict(labels), sort_keys=True), now)
+                        (job_id, json.dumps(dict(labels), sort_keys=True), now, target)
                         for job_id, labels in jobs.items()
                     ],
                 )
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot record jobs: {exc}") from exc
 
-    def load_discovered(self) -> dict[str, dict[str, str]]:
-        """The discovered jobs and their labels (a row that does not decode has none)."""
+    def load_discovered(self, target: str = "") -> dict[str, dict[str, str]]:
+        """The jobs ``target``'s discovery found, with labels (none if a row does not decode)."""
         try:
-            rows = self._db.execute("SELECT job_id, labels FROM discovered").fetchall()
+            rows = self._db.execute(
+                "SELECT job_id, labels FROM discovered WHERE target = ?", (target,)
+            ).fetchall()
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: {exc}") from exc
         out: dict[str, dict[str, str]] = {}

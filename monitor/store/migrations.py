@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from monitor.core.state import StoredFormError, decode_state, encode_state
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _versioned_job_states(db: sqlite3.Connection) -> None:
@@ -71,6 +71,12 @@ MIGRATIONS: dict[int, Migration] = {
         dead_at REAL NOT NULL,
         UNIQUE (sink, event_id)
     );
+    """,
+    # 6: the target (``targets:``) each job and each discovered job belongs to; '' for the
+    # single-project config's, which is what every row written before is.
+    6: """
+    ALTER TABLE jobs ADD COLUMN target TEXT NOT NULL DEFAULT '';
+    ALTER TABLE discovered ADD COLUMN target TEXT NOT NULL DEFAULT '';
     """,
 }
 """Forward migrations: ``MIGRATIONS[n]`` takes a database from version n-1 to n."""

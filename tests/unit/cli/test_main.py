@@ -882,3 +882,67 @@ def test_check_says_a_cause_common_to_every_job_once_for_the_jobs_left_after_one
         f"job job-b and 1 more: invalid_response: no ModelArts API at {fake.url} (HTTP 404 "
         f"APIG.0101): api.endpoint names the wrong service or region; {ENDPOINT_FIX}",
     ]
+
+
+# --- targets ----------------------------------------------------------------------------------
+
+
+def write_targets_config(tmp_path: Path, endpoint: str, west_sk: str = SK) -> Path:
+    """Two targets on the one simulator: east with job-a, west (its own SK) with job-b."""
+    doc = {
+        "targets": [
+            {
+                "name": name,
+                "api": {"endpoint": endpoint, "project_id": f"proj-{name}", "timeout": "5s"},
+                "auth": {"type": "aksk", "ak": AK, "sk": sk},
+                "labels": {"region": f"r-{name}"},
+                "jobs": [{"id": job}],
+            }
+            for name, sk, job in (("east", SK, "job-a"), ("west", west_sk, "job-b"))
+        ],
+        "state": {"path": str(tmp_path / "state.db")},
+        "log": {"level": "warning", "format": "json"},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_check_prints_a_block_per_target_with_the_single_project_lines_inside(
+    simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "definitely-not-the-secret"
+    config = write_targets_config(tmp_path, simulator, west_sk=wrong)
+
+    rc = main(["check", "--config", str(config)])
+
+    out = capsys.readouterr().out
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[:3] == [
+        "target east (project proj-east):",
+        "  job job-a: ok (alpha, Running)",
+        "target west (project proj-west):",
+    ]
+    assert lines[3].startswith("  job job-b: auth_error: the AK/SK signature was rejected")
+    assert len(lines) == 4
+    assert wrong not in out
+
+
+def test_once_polls_every_targets_jobs_with_its_target_and_project_on_the_lines(
+    simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_targets_config(tmp_path, simulator)
+
+    rc = main(["once", "--config", str(config)])
+
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    sections = split_once_output(out)
+    assert list(sections) == ["job-a", "job-b"]
+    for job_id, target in (("job-a", "east"), ("job-b", "west")):
+        families = {f.name: f for f in text_string_to_metric_families(sections[job_id][1])}
+        (info,) = families["modelarts_training_job_info"].samples
+        assert info.labels["target"] == target
+        assert info.labels["region"] == f"r-{target}"
+        assert info.labels["project_id"] == f"proj-{target}"

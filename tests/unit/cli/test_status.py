@@ -330,3 +330,53 @@ def test_status_lists_each_sinks_dead_letters_after_the_job_table(
         f"  {NOW_TEXT}  {docs[2]['id']}  HTTP 400: no job-c",
         f"  {NOW_TEXT}  {docs[1]['id']}  HTTP 400: no job-b",
     ]  # the newest three; the rest are in the database
+
+
+def test_rows_of_jobs_of_several_targets_start_with_the_target_and_one_target_has_no_column() -> (
+    None
+):
+    states = {"job-a": state("job-a"), "job-b": state("job-b")}
+    two = status_rows(["job-a", "job-b"], states, {}, targets={"job-a": "east", "job-b": "west"})
+    one = status_rows(["job-a", "job-b"], states, {}, targets={"job-a": "east", "job-b": "east"})
+
+    assert [row[:2] for row in two] == [("east", "bert"), ("west", "bert")]
+    assert one == status_rows(["job-a", "job-b"], states, {})
+    header = render_table(two).splitlines()[0].split()
+    assert header[:3] == ["TARGET", "JOB", "ID"]
+    assert render_table(one).splitlines()[0].split()[:2] == ["JOB", "ID"]
+
+
+def test_status_shows_each_jobs_target_when_the_database_holds_several(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target comes from the config for configured jobs, else from the database."""
+    doc = {
+        "targets": [
+            {
+                "name": name,
+                "api": {"endpoint": "https://ma.example.com", "project_id": f"p-{name}"},
+                "auth": {"type": "none"},
+                "jobs": [{"id": f"job-{name}"}],
+            }
+            for name in ("east", "west")
+        ],
+        "state": {"path": str(tmp_path / "state" / "state.db")},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    store = Store(tmp_path / "state" / "state.db")
+    try:
+        store.commit(state("job-east"), [], NOW, "east")
+        store.commit(state("job-gone", snapshot=snap("job-gone", name="old")), [], NOW, "north")
+    finally:
+        store.close()
+
+    rc = main(["status", "--config", str(config)])
+
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["TARGET", "JOB", "ID"]
+    assert lines[1].split()[:3] == ["east", "bert", "job-east"]
+    assert lines[2].split()[:3] == ["west", "?", "job-west"]
+    assert lines[3].split()[:4] == ["north", "old", "(not", "configured)"]

@@ -17,6 +17,7 @@ from monitor.config.settings import (
     JobSettings,
     LogSinkSettings,
     Settings,
+    TargetSettings,
     WebhookSinkSettings,
     check_labels,
     parse_duration,
@@ -24,6 +25,7 @@ from monitor.config.settings import (
 from monitor.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "example.yaml"
+EXAMPLE_TARGETS = EXAMPLE.with_name("example-targets.yaml")
 SDK_ENV = {
     "HUAWEICLOUD_SDK_AK": "AKFROMENV",
     "HUAWEICLOUD_SDK_SK": "sk-from-env-0123456789",
@@ -98,7 +100,7 @@ def test_example_config_shows_every_key_the_schema_accepts() -> None:
     doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     shown = _doc_keys(doc)
 
-    expected = _model_keys(Settings) | {
+    expected = _model_keys(Settings) - {"targets"} | {
         "jobs.id",
         "jobs.labels",
         "jobs.interval",
@@ -108,6 +110,24 @@ def test_example_config_shows_every_key_the_schema_accepts() -> None:
     }
     assert expected - shown == set()
     assert {s["type"] for s in doc["events"]["sinks"]} == {"log", "console", "file", "webhook"}
+
+
+def test_the_targets_example_shows_every_key_a_target_takes_and_loads() -> None:
+    """``targets:`` cannot sit beside the top-level ``api`` of ``example.yaml`` (both forms
+    are an error), so its keys have an example of their own, which must load."""
+    doc = yaml.safe_load(EXAMPLE_TARGETS.read_text(encoding="utf-8"))
+    shown = _doc_keys(doc)
+    target_keys = {"targets", *(f"targets.{k}" for k in TargetSettings.model_fields)}
+    assert target_keys - shown == set()
+    env = {
+        "BEIJING_PROJECT_ID": "proj-bj",
+        "SINGAPORE_PROJECT_ID": "proj-sg",
+        "SINGAPORE_AK": "AKSG",
+        "SINGAPORE_SK": "sk-sg",
+    }
+    settings = load_settings(EXAMPLE_TARGETS, env=env)
+    assert settings.targets is not None
+    assert [t.name for t in settings.targets] == ["beijing", "singapore"]
 
 
 # --- ${VAR} expansion -----------------------------------------------------------------------

@@ -229,7 +229,9 @@ async def test_a_poll_whose_commit_fails_did_not_happen_and_the_next_commit_send
     await wait_for(lambda: len(rig.sink.received) == 1)
     attempted: list[Mapping[str, Any]] = []
 
-    def broken_commit(state: JobState, events: Iterable[Mapping[str, Any]], now: float) -> None:
+    def broken_commit(
+        state: JobState, events: Iterable[Mapping[str, Any]], now: float, target: str = ""
+    ) -> None:
         attempted.extend(events)
         raise StateError(f"state database {rig.store.path}: cannot commit: disk I/O error")
 

@@ -341,3 +341,18 @@ def test_a_reason_quoting_a_lone_surrogate_is_stored_escaped_not_failing_the_ack
 
 def test_no_dead_letters_is_an_empty_list(store: Store) -> None:
     assert store.dead_letters() == []
+
+
+def test_each_job_and_discovered_job_is_kept_under_its_target(store: Store) -> None:
+    """``status`` reads which target each job belongs to; each target's discovery restores
+    only the jobs it found."""
+    store.commit(JobState(job_id=SEED_ID), [], NOW, "east")
+    store.commit(JobState(job_id="job-west"), [], NOW, "west")
+    store.commit(JobState(job_id="job-west"), [], NOW + 1, "west")
+    store.add_discovered({"found-east": {"team": "a"}}, NOW, "east")
+    store.add_discovered({"found-west": {}}, NOW, "west")
+
+    assert store.load_targets() == {SEED_ID: "east", "job-west": "west"}
+    assert store.load_discovered("east") == {"found-east": {"team": "a"}}
+    assert store.load_discovered("west") == {"found-west": {}}
+    assert store.load_discovered() == {}

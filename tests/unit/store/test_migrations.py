@@ -368,7 +368,7 @@ def test_migration_5_gives_a_version_4_database_dead_letters_and_keeps_its_outbo
 
     store = Store(db_path)
     try:
-        assert user_version(db_path) == SCHEMA_VERSION == 5
+        assert user_version(db_path) == SCHEMA_VERSION
         assert [body for _, body in store.pending("log")] == docs[1:]
         ((seq, _),) = store.pending("log")
         store.ack("log", seq, ["log"], [(docs[1]["id"], "HTTP 400: no")], NOW)
@@ -376,3 +376,33 @@ def test_migration_5_gives_a_version_4_database_dead_letters_and_keeps_its_outbo
     finally:
         store.close()
     assert [d.event_id for d in letters.newest] == [docs[1]["id"]]
+
+
+def test_migration_6_files_every_job_and_discovered_job_of_a_version_5_database_under_no_target(
+    db_path: Path,
+) -> None:
+    """A single-project database upgraded for ``targets:``: its rows belong to the implicit
+    target "", so ``status`` shows no TARGET column and discovery restores its members."""
+    docs = [event_doc(1), event_doc(2)]
+    make_v1_database(db_path, a_state(), docs)
+    db = sqlite3.connect(db_path)
+    try:
+        for target in (2, 3, 5):
+            db.executescript(f"{MIGRATIONS[target]};PRAGMA user_version = {target};")
+        db.execute(
+            "INSERT INTO discovered(job_id, labels, found_at) VALUES (?, ?, ?)",
+            (OTHER_ID, json.dumps({"team": "cv"}), NOW),
+        )
+        db.commit()
+    finally:
+        db.close()
+
+    store = Store(db_path)
+    try:
+        assert user_version(db_path) == SCHEMA_VERSION == 6
+        assert store.load_targets() == {SEED_ID: ""}
+        assert store.load_discovered() == {OTHER_ID: {"team": "cv"}}
+        assert store.load_discovered("east") == {}
+        assert [body for _, body in store.pending("log")] == docs[1:], "the outbox is kept"
+    finally:
+        store.close()
