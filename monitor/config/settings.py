@@ -149,6 +149,11 @@ class PollSettings(_Model):
     """How often a job the API says is gone is polled, in case it comes back."""
     not_found_retention: Duration = 3600.0
     """After this long gone, a job's series leave /metrics (it is still polled)."""
+    bulk: bool = False
+    """Refresh statuses from job-search pages (50 jobs a call) every ``interval`` instead of one
+    detail GET per job; a job's detail is fetched only when its search item lacks a field the
+    diff reads, or the search did not return it (``daemon/bulk.py``). Off until it has met the
+    real API: the search's items are documented as the detail's type, not proven to be whole."""
 
 
 class JobSettings(_Model):

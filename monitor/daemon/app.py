@@ -29,6 +29,7 @@ from aiohttp import web
 from monitor.config.loading import load_settings
 from monitor.config.settings import DiscoverySettings, JobSettings, Settings, split_listen
 from monitor.config.targets import Target, targets_of
+from monitor.daemon.bulk import BulkRounds
 from monitor.daemon.discovery import Discovery
 from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller
@@ -145,6 +146,9 @@ class App:
         )
         for name, client in self.clients.items():
             client.count_requests(functools.partial(self.metrics.count_request, name))
+        self.bulk = BulkRounds(
+            book=self.book, poller=self.poller, clients=self.clients, clock=self._clock
+        )
         self.book.restore(states, last_success)
         owned = self._owned(self.targets)
         for target, job in owned.values():
@@ -167,7 +171,8 @@ class App:
             raise ListenError(s.server.listen, exc.strerror or str(exc)) from exc
         self.port = self._runner.addresses[0][1]
         self.dispatcher.start()
-        self.scheduler.start(self.poller.poll)
+        self.scheduler.start(self.bulk.poll)
+        await self.bulk.configure(self.targets)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
         self._start_discovery()
         self._usage_task: asyncio.Task[None] | None = None
@@ -343,6 +348,7 @@ class App:
         self.targets = running_targets(self.targets, wanted)
         self.book.configure(Scope.of(t) for t in self.targets)
         self.poller.configure(new.reasons)
+        await self.bulk.configure(self.targets)
         after = self._owned(self.targets)
         for job_id in before.keys() - after.keys():
             self.book.unwatch(job_id)
@@ -370,6 +376,7 @@ class App:
             self._usage_task.cancel()
             await asyncio.gather(self._usage_task, return_exceptions=True)
         await self._stop_discovery()
+        await self.bulk.stop()
         await self.scheduler.stop(grace)
         drained = await self.dispatcher.stop(max(0.1, deadline - time.monotonic()))
         if not drained:
