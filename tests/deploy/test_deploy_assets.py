@@ -25,6 +25,8 @@ import yaml
 
 from monitor.config.loading import parse_settings
 from monitor.config.settings import Settings
+from monitor.exposition.families import USAGE_FAMILIES
+from monitor.exposition.own import MonitorMetrics
 from tests.harness import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,7 @@ DUMMY_ENV = {
 }
 # What the e2e test (tests/e2e) substitutes before running each panel query.
 DASHBOARD_VARIABLES = {
+    "target": ".*",
     "team": ".*",
     "job_name": ".*",
     "__rate_interval": "1m",
@@ -552,8 +555,24 @@ def targets() -> list[tuple[str, str]]:
     ]
 
 
+def rows() -> dict[str, list[dict[str, Any]]]:
+    """Each row's title and the panels Grafana shows under it: a collapsed row's own
+    ``panels``, an open row's the top-level panels that follow it up to the next row."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    current: list[dict[str, Any]] = []
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            current = found[panel["title"]] = list(panel["panels"])
+        else:
+            current.append(panel)
+    return found
+
+
 def documented_metrics() -> tuple[set[str], set[str]]:
-    """(job series, monitor-wide series) names from docs/metrics.md, histogram parts included."""
+    """(job series, monitor-wide series) names from docs/metrics.md, histogram parts included.
+
+    The per-task usage families come from the family table: docs/metrics.md (generated from
+    ``JOB_FAMILIES`` and ``HEALTH_FAMILIES``) does not list them; the README does."""
     text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
     job_part, _, monitor_part = text.partition("## The monitor itself")
 
@@ -565,7 +584,13 @@ def documented_metrics() -> tuple[set[str], set[str]]:
                 found |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
         return found
 
-    return names(job_part), names(monitor_part)
+    return names(job_part) | {f.name for f in USAGE_FAMILIES}, names(monitor_part)
+
+
+def per_target_monitor_series() -> set[str]:
+    """The monitor's own series that carry a ``target`` label when targets are configured."""
+    registry = MonitorMetrics(targets=["a", "b"]).registry
+    return {s.name for f in registry.collect() for s in f.samples if "target" in s.labels}
 
 
 PROMQL_WORDS = {
@@ -620,10 +645,11 @@ def test_dashboard_picks_its_prometheus_through_a_datasource_variable() -> None:
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("name", ["team", "job_name"])
+@pytest.mark.parametrize("name", ["target", "team", "job_name"])
 def test_dashboard_filters_by_multi_select_variable(name: str) -> None:
-    """`team` and `job_name` are label_values() queries on job series, multi-select, with an
-    All that also matches jobs without the label (allValue .*)."""
+    """`target`, `team` and `job_name` are label_values() queries on job series, multi-select,
+    with an All that also matches jobs without the label (allValue .*): a config without
+    `targets:` exports no target label, and its jobs show under All."""
     variable = {v["name"]: v for v in dashboard()["templating"]["list"]}[name]
     assert variable["type"] == "query"
     query = variable["query"]
@@ -649,7 +675,10 @@ def test_dashboard_filters_by_multi_select_variable(name: str) -> None:
         ("requested nodes", r"modelarts_training_job_requested_nodes\{"),
         ("duration", r"modelarts_training_job_duration_seconds\{"),
         ("poll health", r"modelarts_monitor_up\{"),
-        ("polls by result", r"by \(result\) \(rate\(modelarts_monitor_polls_total\["),
+        (
+            "polls by result",
+            r"by \(result\) \(rate\(modelarts_monitor_polls_total(\{[^}]*\})?\[",
+        ),
         (
             "p50 latency",
             r"histogram_quantile\(0\.5, sum by \(le\) \(rate\(modelarts_monitor_poll_duration_seconds_bucket\[",
@@ -659,6 +688,10 @@ def test_dashboard_filters_by_multi_select_variable(name: str) -> None:
             r"histogram_quantile\(0\.99, sum by \(le\) \(rate\(modelarts_monitor_poll_duration_seconds_bucket\[",
         ),
         ("event rate", r"by \(type\) \(rate\(modelarts_monitor_events_total\["),
+        (
+            "API requests by endpoint",
+            r"by \(endpoint, result\) \(rate\(modelarts_monitor_api_requests_total(\{[^}]*\})?\[",
+        ),
         ("outbox", r"modelarts_monitor_outbox_pending"),
     ],
 )
@@ -684,15 +717,106 @@ def test_dashboard_queries_name_only_documented_metrics() -> None:
         assert not unknown, f"{title}: {expr} uses {unknown}"
 
 
-def test_job_series_follow_the_team_and_job_name_filters_and_monitor_series_do_not() -> None:
+def test_job_series_follow_the_target_team_and_job_name_filters_and_monitor_series_do_not() -> None:
+    """Job series follow every filter; the monitor's own follow `target` where they carry it,
+    and never `team` or `job_name`, labels they do not have."""
     job_series, monitor_series = documented_metrics()
+    per_target = per_target_monitor_series()
+    assert "modelarts_monitor_api_requests_total" in per_target
     for title, expr in targets():
         for metric, matchers in selectors(expr):
             if metric in job_series:
                 assert 'team=~"$team"' in matchers, (title, expr)
                 assert 'job_name=~"$job_name"' in matchers, (title, expr)
+                assert 'target=~"$target"' in matchers, (title, expr)
             elif metric in monitor_series:
                 assert "team" not in matchers and "job_name" not in matchers, (title, expr)
+                if metric in per_target:
+                    assert 'target=~"$target"' in matchers, (title, expr)
+
+
+def test_dashboard_reads_state_sets_only_at_1_so_sparse_mode_shows_the_same() -> None:
+    """With `metrics.state_sets: sparse` only the current state's series exists, at 1: a query
+    that read the 0-valued states (or every state) would show something else in each mode."""
+    state_set = re.compile(r"modelarts_training_job_(?:secondary_)?phase\{[^}]*\}(\s*==\s*1)?")
+    seen = 0
+    for title, expr in targets():
+        for match in state_set.finditer(expr):
+            seen += 1
+            assert match.group(1), f"{title}: {expr} reads a state set without == 1"
+    assert seen, "no state set read at all: is the pattern still right?"
+
+
+ROW_TOPICS: list[tuple[str, str, str]] = [
+    *(
+        ("Usage and hangs", f"per-task {f.name}", rf"^{f.name}\{{[^}}]*\}}$")
+        for f in USAGE_FAMILIES
+    ),
+    (
+        "Usage and hangs",
+        "jobs whose every accelerator is idle while Running",
+        r"max without \(task\) \(modelarts_training_job_task_gpu_utilization_ratio\{[^}]*\}"
+        r" or modelarts_training_job_task_npu_utilization_ratio\{[^}]*\}\) == 0\)"
+        r' and ignoring \(phase\) \(modelarts_training_job_phase\{[^}]*phase="Running"\} == 1\)',
+    ),
+    (
+        "Usage and hangs",
+        "hang events",
+        r'modelarts_monitor_events_total\{type=~"hang_suspected\|hang_cleared"\}',
+    ),
+    (
+        "Recoveries",
+        "recoveries by strategy and result",
+        r"by \(.*\brecover, recover_result\) \(modelarts_training_job_recoveries_total\{",
+    ),
+    (
+        "Recoveries",
+        "restarts by strategy",
+        r"by \(.*end_recover\) \(increase\(modelarts_training_job_restarts_total\{",
+    ),
+    (
+        "Task exit codes",
+        "non-zero exit codes per task",
+        r"by \(.*\btask\) \(modelarts_training_job_task_exit_code\{[^}]*\} != 0\)",
+    ),
+    (
+        "Time in phase",
+        "now minus the last phase change, by phase",
+        r"^\(time\(\) - modelarts_training_job_phase_last_change_timestamp_seconds\{[^}]*\}\)"
+        r" \* ignoring \(phase\) group_right \(\) \(modelarts_training_job_phase\{[^}]*\} == 1\)$",
+    ),
+]
+"""(row, what it must show, a pattern one of its queries matches)."""
+
+
+@pytest.mark.parametrize(
+    ("row", "topic", "pattern"), ROW_TOPICS, ids=[f"{r}: {t}" for r, t, _ in ROW_TOPICS]
+)
+def test_dashboard_row_shows_its_topic(row: str, topic: str, pattern: str) -> None:
+    exprs = [t["expr"] for panel in rows()[row] for t in panel.get("targets", [])]
+    assert any(re.search(pattern, expr) for expr in exprs), f"{row}: nothing shows {topic}"
+
+
+def test_exit_codes_show_as_a_table_of_tasks() -> None:
+    (panel,) = rows()["Task exit codes"]
+    assert panel["type"] == "table"
+    assert all(t["format"] == "table" and t["instant"] for t in panel["targets"])
+
+
+def test_open_rows_hold_no_panels_and_collapsed_rows_hold_theirs() -> None:
+    """Grafana draws an open row's panels from the top level and a collapsed row's from its
+    own ``panels`` (queried when it is opened): a panel in the wrong place is never shown."""
+    collapsed = 0
+    for panel in dashboard()["panels"]:
+        if panel["type"] != "row":
+            continue
+        if panel["collapsed"]:
+            collapsed += 1
+            assert panel["panels"], panel["title"]
+            assert all(p["gridPos"]["y"] > panel["gridPos"]["y"] for p in panel["panels"])
+        else:
+            assert panel["panels"] == [], panel["title"]
+    assert collapsed >= 1
 
 
 def substitute(expr: str) -> str:

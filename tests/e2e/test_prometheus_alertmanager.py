@@ -1,8 +1,10 @@
 """End to end with the real programs: the simulator, the daemon, a real Prometheus scraping it
 every second with the shipped alert rules (``for:`` shortened), and a real Alertmanager. A job
 fails; Alertmanager's API must hold the failure alert with the job's ``job_name`` and ``team``
-labels, and no alert for the healthy job. Every Grafana panel's PromQL runs against the real
-Prometheus without error, and returns data where the scenario makes some."""
+labels, and no alert for the healthy job. Every Grafana panel's PromQL (those in collapsed rows
+too) runs against the real Prometheus without error and returns data, in full and in sparse state
+sets: the scenarios make some for every panel, per-task usage, a hang, a recovery and an exit code
+included, and the new rows' panels show what the scenario did."""
 
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "modelarts-monitor.json"
 DOOMED, HEALTHY = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
+STALLED = "77777777-8888-9999-0000-111111111111"
+USAGE = {"enabled": True, "interval": "100ms", "hang_window": "1s"}
+"""Usage swept ten times a second, and a hang reported after a second of idle accelerators."""
 
 SCENARIO = {
     "jobs": [
@@ -56,6 +61,14 @@ SCENARIO = {
                         "end_reason": "exit 1",
                         "end_related_task": "worker-1",
                         "end_recover": "proc_restart",
+                        "recover_records": [
+                            {
+                                "recover": "proc_restart",
+                                "fault_scenario": "job_failed",
+                                "related_task": "worker-1",
+                                "recover_result": "success",
+                            }
+                        ],
                     },
                     "run": {"start_type": "restarted"},
                 },
@@ -64,7 +77,8 @@ SCENARIO = {
                     "phase": "Failed",
                     "secondary_phase": "Failed",
                     "task_statuses": [
-                        {"task": "worker-0", "exit_code": 137, "message": "OOMKilled"}
+                        {"task": "worker-0", "exit_code": 137, "message": "OOMKilled"},
+                        {"task": "worker-1", "exit_code": 0},
                     ],
                     "end_run": {"end_reason": "exit with 137", "end_related_task": "worker-0"},
                 },
@@ -82,7 +96,27 @@ SCENARIO = {
                     "secondary_phase": "Running",
                     "nodes": 2,
                     "run": {"start_type": "init_or_rescheduled"},
+                    "usage": {"gpuUtil": 80, "gpuMemUsage": 60, "cpuUsage": 40, "memUsage": 30},
                 },
+                {"at": 30},
+            ],
+        },
+        {
+            # Running on Ascend; from t=10 its NPU idles (a hang), once Prometheus scrapes it.
+            "id": STALLED,
+            "name": "stalled-run",
+            "node_count": 1,
+            "tasks": ["worker-0"],
+            "timeline": [
+                {
+                    "at": 0,
+                    "phase": "Running",
+                    "secondary_phase": "Running",
+                    "nodes": 1,
+                    "run": {"start_type": "init_or_rescheduled"},
+                    "usage": {"npuUtil": 90, "npuMemUsage": 35, "cpuUsage": 5, "memUsage": 20},
+                },
+                {"at": 10, "usage": {"npuUtil": 0}},
                 {"at": 30},
             ],
         },
@@ -214,8 +248,10 @@ def panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def substitute(expr: str) -> str:
+def substitute(expr: str, target: str = ".*") -> str:
+    """The query as Grafana sends it, with every variable at All, ``target`` apart."""
     values = {
+        "target": target,
         "team": ".*",
         "job_name": ".*",
         "__rate_interval": "1m",
@@ -225,7 +261,42 @@ def substitute(expr: str) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), expr)
 
 
-def test_failed_job_alerts_through_alertmanager_and_every_panel_queries(
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def shown(
+    prometheus: str, title: str, *labels: str, target: str = ".*"
+) -> dict[tuple[str, ...], float]:
+    """What the panel called ``title`` shows now: for each series of each of its queries, the
+    values of ``labels`` ("" where absent) and the series' value."""
+    exprs = [expr for t, expr in panel_queries(dashboard()) if t == title]
+    assert exprs, f"no panel {title!r}"
+    found: dict[tuple[str, ...], float] = {}
+    for expr in exprs:
+        result = query(prometheus, substitute(expr, target))
+        assert result["status"] == "success", (title, expr, result)
+        for series in result["data"]["result"]:
+            key = tuple(series["metric"].get(label, "") for label in labels)
+            assert key not in found, (title, key)
+            found[key] = float(series["value"][1])
+    return found
+
+
+def assert_every_panel_shows_data(prometheus: str, target: str = ".*") -> None:
+    """Every query of the dashboard, collapsed rows' included, runs and returns data."""
+    queries = panel_queries(dashboard())
+    assert len(queries) >= 30
+    empty = []
+    for title, expr in queries:
+        result = query(prometheus, substitute(expr, target))
+        assert result["status"] == "success", (title, expr, result)
+        if not result["data"]["result"]:
+            empty.append((title, expr))
+    assert empty == [], f"panels without data for a scenario that makes it: {empty}"
+
+
+def test_failed_job_alerts_and_the_dashboard_shows_usage_hangs_recoveries_and_exit_codes(
     tmp_path: Path, stack: Stack
 ) -> None:
     scenario = tmp_path / "scenario.yaml"
@@ -233,11 +304,12 @@ def test_failed_job_alerts_through_alertmanager_and_every_panel_queries(
     sim = SimulatorProc(scenario, tmp_path)
     stack.procs.append(sim)
     port = free_port()
-    config = daemon_config(tmp_path, sim.url, [DOOMED, HEALTHY], port=port)
+    config = daemon_config(tmp_path, sim.url, [DOOMED, HEALTHY, STALLED], port=port, usage=USAGE)
     doc = yaml.safe_load(config.read_text())
     doc["jobs"] = [
         {"id": DOOMED, "labels": {"team": "nlp"}},
         {"id": HEALTHY, "labels": {"team": "vision"}},
+        {"id": STALLED, "labels": {"team": "speech"}},
     ]
     config.write_text(yaml.safe_dump(doc))
     daemon = DaemonProc(config, port, tmp_path / "daemon.log")
@@ -247,12 +319,12 @@ def test_failed_job_alerts_through_alertmanager_and_every_panel_queries(
 
     def scraped() -> bool:
         result = query(prometheus, 'modelarts_monitor_up{job="modelarts-monitor"}')
-        return len(result["data"]["result"]) == 2
+        return len(result["data"]["result"]) == 3
 
-    wait_until(scraped, 60, "Prometheus to scrape both jobs")
+    wait_until(scraped, 60, "Prometheus to scrape the three jobs")
     for t in (10, 20):
         sim.set_time(t)
-        sim.wait_polled([DOOMED, HEALTHY])
+        sim.wait_polled([DOOMED, HEALTHY, STALLED])
 
     def failure_alert() -> dict[str, Any] | None:
         for alert in alerts(alertmanager):
@@ -278,17 +350,48 @@ def test_failed_job_alerts_through_alertmanager_and_every_panel_queries(
     firing = {(a["labels"]["alertname"], a["labels"].get("job_name")) for a in alerts(alertmanager)}
     assert ("ModelArtsJobFailed", "doomed-run") in firing
 
-    # Every dashboard panel's query runs, and returns data where this scenario makes some.
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    queries = panel_queries(dashboard)
-    assert len(queries) >= 7
-    empty = []
-    for title, expr in queries:
-        result = query(prometheus, substitute(expr))
-        assert result["status"] == "success", (title, expr, result)
-        if not result["data"]["result"]:
-            empty.append((title, expr))
-    assert empty == [], f"panels without data for a scenario that makes it: {empty}"
+    # The dashboard shows what happened: the usage sweeps, the hang, the recovery at t=10 and
+    # the exit code at t=20 (usage and the hang event take a few scrapes to arrive).
+    busiest = {("healthy-run",): 0.8, ("stalled-run",): 0.0}
+    wait_until(
+        lambda: shown(prometheus, "Busiest accelerator per Running job", "job_name") == busiest,
+        60,
+        "usage in Prometheus",
+    )
+    wait_until(
+        lambda: shown(prometheus, "Hang events in range", "type").get(("hang_suspected",), 0) > 0,
+        60,
+        "hang_suspected counted in Prometheus",
+    )
+    assert shown(prometheus, "Jobs with every accelerator idle") == {(): 1.0}
+    assert shown(prometheus, "Accelerator utilisation per task", "job_name", "task") == {
+        ("healthy-run", "worker-0"): 0.8,
+        ("healthy-run", "worker-1"): 0.8,
+        ("stalled-run", "worker-0"): 0.0,
+    }
+    assert shown(prometheus, "Accelerator memory per task", "job_name", "task") == {
+        ("healthy-run", "worker-0"): 0.6,
+        ("healthy-run", "worker-1"): 0.6,
+        ("stalled-run", "worker-0"): 0.35,
+    }
+    recovery = ("proc_restart", "success")
+    assert shown(prometheus, "Recoveries by strategy and result", "recover", "recover_result") == {
+        recovery: 1.0
+    }
+    per_job = shown(prometheus, "Recoveries per job", "job_name", "recover", "recover_result")
+    assert per_job == {("doomed-run", *recovery): 1.0}
+    assert shown(prometheus, "Non-zero task exit codes", "job_name", "task") == {
+        ("doomed-run", "worker-0"): 137.0
+    }
+    in_phase = shown(prometheus, "Longest in their phase", "job_name", "phase")
+    assert set(in_phase) == {
+        ("doomed-run", "Failed"),
+        ("healthy-run", "Running"),
+        ("stalled-run", "Running"),
+    }
+    assert all(seconds > 0 for seconds in in_phase.values()), in_phase
+
+    assert_every_panel_shows_data(prometheus)
 
 
 DELETED, QUEUED, MISTYPED = (
@@ -304,7 +407,26 @@ GONE_SCENARIO = {
             "node_count": 1,
             "tasks": ["worker-0"],
             "timeline": [
-                {"at": 0, "phase": "Running", "secondary_phase": "Running", "nodes": 1},
+                {
+                    "at": 0,
+                    "phase": "Running",
+                    "secondary_phase": "Running",
+                    "nodes": 1,
+                    "run": {"start_type": "init_or_rescheduled"},
+                },
+                {
+                    "at": 5,
+                    "end_run": {
+                        "end_reason": "exit 1",
+                        "end_related_task": "worker-0",
+                        "end_recover": "proc_restart",
+                        "recover_records": [
+                            {"recover": "proc_restart", "recover_result": "failed"}
+                        ],
+                    },
+                    "run": {"start_type": "restarted"},
+                    "task_statuses": [{"task": "worker-0", "exit_code": 1}],
+                },
                 {"at": 10, "gone": True},
             ],
         },
@@ -312,15 +434,26 @@ GONE_SCENARIO = {
             "id": QUEUED,
             "name": "queued-run",
             "node_count": 1,
-            "tasks": ["worker-0"],
+            "tasks": ["worker-0", "worker-1"],
             "timeline": [
                 {"at": 0, "phase": "Pending", "secondary_phase": "Queuing"},
-                {"at": 10, "phase": "Running", "secondary_phase": "Running", "nodes": 1},
+                {
+                    "at": 10,
+                    "phase": "Running",
+                    "secondary_phase": "Running",
+                    "nodes": 1,
+                    "usage": {
+                        "worker-0": {"gpuUtil": 70, "gpuMemUsage": 50, "cpuUsage": 20},
+                        "worker-1": {"npuUtil": 60, "npuMemUsage": 40, "memUsage": 30},
+                    },
+                },
             ],
         },
     ]
 }
-"""MISTYPED is in the monitor's config only: the simulator has never heard of it."""
+"""MISTYPED is in the monitor's config only: the simulator has never heard of it. The deleted
+job's recovery and exit code at t=5, and the queued job's usage once Running, give every
+dashboard panel data in sparse mode too (a gone job's series keep their last values)."""
 
 
 def test_sparse_monitor_a_deleted_job_is_gone_not_down_and_raises_no_poll_alert(
@@ -329,15 +462,24 @@ def test_sparse_monitor_a_deleted_job_is_gone_not_down_and_raises_no_poll_alert(
     """Issue 13 as measured: a deleted job showed up 0 and raised ModelArtsMonitorCannotPollJob
     for an hour. With sparse state sets, it shows gone 1 and raises nothing, while a job id the
     monitor never saw still raises the alert (so the rule does run); each job shows one phase
-    series; and every dashboard panel still queries."""
+    series; and every dashboard panel still queries and shows data, with the dashboard's
+    `target` variable set to the one target configured (named, so every series carries it)."""
     scenario = tmp_path / "scenario.yaml"
     scenario.write_text(yaml.safe_dump(GONE_SCENARIO), encoding="utf-8")
     sim = SimulatorProc(scenario, tmp_path)
     stack.procs.append(sim)
     port = free_port()
     config = daemon_config(
-        tmp_path, sim.url, [DELETED, QUEUED, MISTYPED], port=port, metrics={"state_sets": "sparse"}
+        tmp_path,
+        sim.url,
+        [DELETED, QUEUED, MISTYPED],
+        port=port,
+        metrics={"state_sets": "sparse"},
+        usage=USAGE,
     )
+    doc = yaml.safe_load(config.read_text())
+    target = {"name": "main", **{key: doc.pop(key) for key in ("api", "auth", "jobs")}}
+    config.write_text(yaml.safe_dump({**doc, "targets": [target]}))
     stack.procs.append(DaemonProc(config, port, tmp_path / "daemon.log"))
     alertmanager = stack.alertmanager()
     prometheus = stack.prometheus(port, alertmanager)
@@ -346,7 +488,13 @@ def test_sparse_monitor_a_deleted_job_is_gone_not_down_and_raises_no_poll_alert(
         result = query(prometheus, expr)["data"]["result"]
         return {r["metric"].get("job_id", ""): float(r["value"][1]) for r in result}
 
-    wait_until(lambda: len(vector("modelarts_monitor_up")) == 3, 60, "all three jobs scraped")
+    wait_until(
+        lambda: len(vector('modelarts_monitor_up{target="main"}')) == 3,
+        60,
+        "all three jobs scraped",
+    )
+    sim.set_time(5)
+    sim.wait_polled([DELETED, QUEUED])
     sim.set_time(10)
     sim.wait_polled([DELETED, QUEUED])
     wait_until(
@@ -384,11 +532,15 @@ def test_sparse_monitor_a_deleted_job_is_gone_not_down_and_raises_no_poll_alert(
         (QUEUED, "Running"),
     }
 
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    for title, expr in panel_queries(dashboard):
-        result = query(prometheus, substitute(expr))
-        assert result["status"] == "success", (title, expr, result)
-        assert result["data"]["result"], (title, expr)
+    wait_until(
+        lambda: (
+            shown(prometheus, "Busiest accelerator per Running job", "job_name", target="main")
+            == {("queued-run",): 0.7}
+        ),
+        60,
+        "the queued job's usage in Prometheus",
+    )
+    assert_every_panel_shows_data(prometheus, target="main")
 
 
 def _rfc3339(stamp: str) -> float:
