@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.exposition.families import HEALTH_FAMILIES, JOB_FAMILIES
+from monitor.exposition.families import FAMILIES
 from monitor.exposition.own import MonitorMetrics
 
 
@@ -43,7 +43,7 @@ def metrics_doc() -> str:
         "| name | type | extra labels | help |",
         "| --- | --- | --- | --- |",
     ]
-    for f in (*JOB_FAMILIES, *HEALTH_FAMILIES):
+    for f in FAMILIES:  # the order a scrape has: job families, per-task usage, per-job health
         note = "**State set.** " if f.state_set else ""
         rows.append(f"| `{f.name}` | {f.type} | {', '.join(f.labels)} | {note}{f.help} |")
     rows += [

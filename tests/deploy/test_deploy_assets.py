@@ -569,10 +569,7 @@ def rows() -> dict[str, list[dict[str, Any]]]:
 
 
 def documented_metrics() -> tuple[set[str], set[str]]:
-    """(job series, monitor-wide series) names from docs/metrics.md, histogram parts included.
-
-    The per-task usage families come from the family table: docs/metrics.md (generated from
-    ``JOB_FAMILIES`` and ``HEALTH_FAMILIES``) does not list them; the README does."""
+    """(job series, monitor-wide series) names from docs/metrics.md, histogram parts included."""
     text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
     job_part, _, monitor_part = text.partition("## The monitor itself")
 
@@ -584,7 +581,7 @@ def documented_metrics() -> tuple[set[str], set[str]]:
                 found |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
         return found
 
-    return names(job_part) | {f.name for f in USAGE_FAMILIES}, names(monitor_part)
+    return names(job_part), names(monitor_part)
 
 
 def per_target_monitor_series() -> set[str]:
