@@ -23,8 +23,7 @@ from monitor.config.settings import DiscoverySettings, Settings, split_listen
 from monitor.config.targets import Target, targets_of
 from monitor.core.diff import observe
 from monitor.errors import ApiError, ConfigError, ListenError, MonitorError, StateError
-from monitor.exposition.families import JOB_FAMILIES
-from monitor.exposition.series import render_job
+from monitor.exposition.series import View, render_job
 
 if TYPE_CHECKING:
     from monitor.modelarts.client import ModelArtsClient
@@ -269,6 +268,7 @@ async def _once(settings: Settings, only: str | None) -> int:
     if only is not None and not wanted:
         raise ConfigError(f"--job: {only!r} is not one of the configured jobs")
     failed = 0
+    view = View.of(settings.metrics)
     for target in targets:
         jobs = [j for t, j in wanted if t is target]
         if not jobs:
@@ -285,11 +285,11 @@ async def _once(settings: Settings, only: str | None) -> int:
                 print(f"# job {job.id}")
                 print(json.dumps(asdict(snap), indent=2, ensure_ascii=False))
                 chunks = render_job(
-                    state, target.job_labels(job.labels), {"project_id": target.project_id}
+                    state, target.job_labels(job.labels), {"project_id": target.project_id}, view
                 )
-                for family, chunk in zip(JOB_FAMILIES, chunks, strict=True):
-                    if chunk:
-                        print(family.header.decode() + chunk.decode(), end="")
+                for header, chunk in zip(view.headers, chunks, strict=False):
+                    if chunk:  # what the daemon would export: metrics: applies here too
+                        print(header.decode() + chunk.decode(), end="")
     return EXIT_PROBLEMS if failed else EXIT_OK
 
 

@@ -446,6 +446,25 @@ def test_once_prints_the_snapshot_and_parseable_metric_lines(
     )
 
 
+def test_once_prints_what_the_daemon_would_export_under_metrics_sparse_and_deny(
+    simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, simulator, ["job-a"])
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    doc["metrics"] = {"state_sets": "sparse", "deny": ["modelarts_training_job_nodes"]}
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+    rc = main(["once", "--config", str(config), "--job", "job-a"])
+
+    _, exposition = split_once_output(capsys.readouterr().out)["job-a"]
+    assert rc == 0
+    families = {f.name: f for f in text_string_to_metric_families(exposition)}
+    phases = [s.labels["phase"] for s in families["modelarts_training_job_phase"].samples]
+    assert phases == ["Running"], "sparse: only the current phase's series"
+    assert "modelarts_training_job_nodes" not in families, "denied"
+    assert "modelarts_training_job_requested_nodes" in families
+
+
 def test_once_without_job_polls_every_configured_job(
     simulator: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
