@@ -59,10 +59,7 @@ import structlog
 from monitor.config.settings import DiscoverySettings, SearchFilter
 from monitor.config.targets import Target
 from monitor.core.job import PHASES, TERMINAL_PHASES
-
-# ``_page`` is discovery's reading of a search answer (items, trusted total): one rule for both.
-from monitor.daemon.discovery import MAX_PAGES, Search, search_body
-from monitor.daemon.discovery import _page as read_page
+from monitor.daemon.discovery import MAX_PAGES, Search, read_page, search_body
 from monitor.daemon.handoff import JobView, Observed, PollOutcome, Unchanged
 from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller

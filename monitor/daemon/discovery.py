@@ -110,7 +110,7 @@ async def _search_workspace(
     limit = settings.page_size
     for page in range(max_pages):
         try:
-            items, total = _page(await search(search_body(settings, workspace, page)))
+            items, total = read_page(await search(search_body(settings, workspace, page)))
         except ApiError as exc:
             result.errors[workspace] = exc
             return
@@ -126,7 +126,9 @@ async def _search_workspace(
     result.truncated.append(workspace)
 
 
-def _page(answer: object) -> tuple[list[Any], int | None]:
+def read_page(answer: object) -> tuple[list[Any], int | None]:
+    """A search answer's items and its ``total``, if that can be trusted: the one reading of a
+    job-search page, for discovery and bulk rounds alike."""
     if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
         raise InvalidResponse("job search answer has no items list")
     total = answer.get("total")
