@@ -51,7 +51,8 @@ from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 
 log = get_logger("monitor.app")
-RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage")
+RESTART_SECTIONS: tuple[str, ...] = ("api", "auth", "state", "events", "server", "log", "shard")
+RESTART_SECTIONS += ("usage", "metrics")  # the series store decides its families once
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""

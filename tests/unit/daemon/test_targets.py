@@ -176,13 +176,14 @@ async def test_a_reload_relabels_a_targets_jobs_at_once_but_its_endpoint_waits_f
     doc["targets"][0]["labels"] = {"region": "r-east-2"}
     doc["targets"][1]["api"]["endpoint"] = "https://elsewhere.test"
     doc["targets"][1]["jobs"].append({"id": "job-west-2"})
+    doc["metrics"] = {"state_sets": "sparse"}  # the series store is built once: a restart
     write(tmp_path, doc)
 
     with capture_logs() as logs:
         assert await app.reload()
 
     (warning,) = [e for e in logs if e["event"] == "reload_needs_restart"]
-    assert warning["sections"] == ["targets.west.api"]
+    assert warning["sections"] == ["metrics", "targets.west.api"]
     text = metrics(app)
     assert sample(text, "modelarts_monitor_up", job_id=EAST_JOB, region="r-east-2") == 1
     assert sample(text, "modelarts_monitor_up", job_id=EAST_JOB, region="r-east") is None
