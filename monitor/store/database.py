@@ -26,35 +26,18 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from monitor.core.state import JobState, decode_state, encode_state
 from monitor.errors import StateError
+from monitor.store.dead_letters import DeadLetter as DeadLetter
+from monitor.store.dead_letters import SinkDeadLetters as SinkDeadLetters
 from monitor.store.files import loose_mode, make_private_dirs, open_private, report_loose
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An event a sink could never take: refused for good, or impossible to serialize."""
-
-    event_id: str
-    reason: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SinkDeadLetters:
-    """One sink's dead letters: how many, and the newest few (newest first)."""
-
-    sink: str
-    count: int
-    newest: tuple[DeadLetter, ...]
 
 
 class Store:
