@@ -18,6 +18,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from monitor import __version__, logs
+from monitor.cli.events import add_parser as add_events_parser
+from monitor.cli.events import run_events
 from monitor.config.loading import load_settings
 from monitor.config.settings import DiscoverySettings, Settings, split_listen
 from monitor.config.targets import Target, targets_of
@@ -79,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="table of monitored jobs from the state database")
     status.add_argument("--config", required=True)
 
+    add_events_parser(sub)
+
     demo = sub.add_parser("demo", help="simulator + daemon on a built-in scenario")
     demo.add_argument("--speed", type=_speed, default=1.0, help="scenario speed, up to 10")
     demo.add_argument(
@@ -89,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--scenario", help="scenario file (default: the built-in demo)")
     demo.add_argument("--events-file", help="also append the events to this JSON-lines file")
+    demo.add_argument("--state", metavar="FILE", help="keep the state database here, for events")
 
     sim = sub.add_parser("simulate", help="run the fake ModelArts API alone")
     sim.add_argument("--scenario", required=True)
@@ -138,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_once(_settings(args.config, stream=sys.stderr), args.job))
         if args.command == "status":
             return _status(load_settings(args.config))
+        if args.command == "events":
+            return run_events(args)
         if args.command == "demo":
             from monitor.cli.demo import run_demo
 
@@ -148,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     keep_running=args.keep_running,
                     scenario_path=args.scenario,
                     events_file=args.events_file,
+                    state=args.state,
                 )
             )
         if args.command == "simulate":

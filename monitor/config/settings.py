@@ -261,6 +261,18 @@ SinkSettings = Annotated[
 ]
 
 
+class JournalSettings(_Model):
+    """What ``events`` and the job pages can look back on: every event, kept after delivery."""
+
+    retention: Duration = 7 * 86400.0
+    """An event delivered to every sink is deleted once its ``time`` is this old."""
+    max_events: int = Field(default=100_000, ge=1)
+    """Most events kept: over it, the oldest delivered go first. An event is about 0.5 KB (a
+    few KB with reasons attached), so the default bounds the journal to tens of MB, as many
+    events as the outbox may owe one sink (``outbox_limit``). An undelivered event is never
+    deleted."""
+
+
 class EventSettings(_Model):
     sinks: list[SinkSettings] = Field(default_factory=lambda: [LogSinkSettings(type="log")])  # type: ignore[arg-type]
     outbox_limit: int = Field(default=100_000, ge=1)
@@ -268,6 +280,7 @@ class EventSettings(_Model):
     Events are never dropped."""
     max_backoff: Duration = 60.0
     """Longest wait between two delivery attempts to a failing sink."""
+    journal: JournalSettings = JournalSettings()
 
 
 class ServerSettings(_Model):

@@ -18,8 +18,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from monitor.exposition.families import reserved_label_names
 
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -40,7 +40,8 @@ def finite(number: float) -> bool:
 
 
 def parse_duration(value: object) -> float:
-    """``"500ms"``, ``"15s"``, ``"5m"``, ``"1h"`` or a number of seconds, as float seconds > 0."""
+    """``"500ms"``, ``"15s"``, ``"5m"``, ``"1h"``, ``"7d"`` or a number of seconds, as float
+    seconds > 0 (days for spans such as the journal's retention)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 500ms, 15s, 5m, 1h")
     if isinstance(value, int | float):

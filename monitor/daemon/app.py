@@ -33,6 +33,7 @@ from monitor.daemon.bulk import BulkRounds
 from monitor.daemon.discovery import Discovery
 from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller
+from monitor.daemon.pruning import start_pruning
 from monitor.daemon.reports import job_row, readiness
 from monitor.daemon.scheduler import PollScheduler
 from monitor.daemon.sharding import owns
@@ -51,8 +52,7 @@ from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 
 log = get_logger("monitor.app")
-RESTART_SECTIONS: tuple[str, ...] = ("api", "auth", "state", "events", "server", "log", "shard")
-RESTART_SECTIONS += ("usage", "metrics")  # the series store decides its families once
+RESTART_SECTIONS = ("api", "auth", "state", "events", "server", "log", "shard", "usage", "metrics")
 """Config sections a reload cannot change in a running process (connections, files, ports)."""
 HOUSEKEEPING_SECONDS = 5.0
 """How often poll times are written to the store and sink backlogs recounted."""
@@ -175,6 +175,7 @@ class App:
         self.scheduler.start(self.bulk.poll)
         await self.bulk.configure(self.targets)
         self._housekeeping = asyncio.create_task(self._housekeep(), name="housekeeping")
+        self._pruning = start_pruning(self.store, s.events.journal, sinks, self._clock)
         self._start_discovery()
         self._usage_task: asyncio.Task[None] | None = None
         if s.usage.enabled:
@@ -373,6 +374,7 @@ class App:
     async def stop(self, grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace
         self._housekeeping.cancel()
+        self._pruning.cancel()
         if self._usage_task is not None:
             self._usage_task.cancel()
             await asyncio.gather(self._usage_task, return_exceptions=True)

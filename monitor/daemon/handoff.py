@@ -6,11 +6,19 @@ neither lets anyone outside the book change a job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 
+from monitor.core.hang import TaskUsage
 from monitor.core.job import JobGone, Observation
+from monitor.core.reasons import Reason
 from monitor.core.state import JobState
+
+Schedule = Callable[[str, float | None, bool], None]
+"""``schedule(job_id, interval or None to stop, initial)``: how the book asks the scheduler to
+(re)plan a job's polls; ``initial`` means the first poll should come soon."""
+Explain = Callable[[str], Awaitable[list[Reason]]]
+"""Fetches a job's newest reasons (``[]`` when they cannot be had); called inside an apply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,8 @@ class JobView:
     health: Health
     target: str = ""
     """The name of the job's target ("" for the single-project config's)."""
+    usage: Mapping[str, TaskUsage] = field(default_factory=dict)
+    """The latest usage sweep's readings per task (none unless the job is Running)."""
 
     @property
     def running(self) -> bool:

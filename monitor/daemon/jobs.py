@@ -27,7 +27,7 @@ its ``Scope`` (``targets.py``), looked up at each use.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from monitor.config.settings import PollSettings
@@ -37,14 +37,17 @@ from monitor.core.events import Event, to_cloudevent
 from monitor.core.hang import TaskUsage, observe_hang
 from monitor.core.job import JobGone
 from monitor.core.lifecycle import plan
-from monitor.core.reasons import Reason, attach_reasons, wants_reasons
+from monitor.core.reasons import attach_reasons, wants_reasons
 from monitor.core.state import JobState
+from monitor.daemon.group_commit import GroupCommit
 from monitor.daemon.handoff import (
+    Explain,
     Failed,
     Health,
     JobView,
     Observed,
     PollOutcome,
+    Schedule,
     Unchanged,
     poll_result,
 )
@@ -59,12 +62,6 @@ from monitor.store import Store
 
 log = get_logger("monitor.jobs")
 
-Schedule = Callable[[str, float | None, bool], None]
-"""``schedule(job_id, interval or None to stop, initial)``: how the book asks the scheduler to
-(re)plan a job's polls; ``initial`` means the first poll should come soon."""
-Explain = Callable[[str], Awaitable[list[Reason]]]
-"""Fetches a job's newest reasons (``[]`` when they cannot be had); called inside an apply."""
-
 
 @dataclass(slots=True)
 class _Job:
@@ -77,8 +74,8 @@ class _Job:
     target: str = ""
     planned: float | None = None
     digest: bytes = b""
-    sweeping: bool = False
-    """Usage series are exported for this job now."""
+    usage: Mapping[str, TaskUsage] | None = None
+    """The readings its usage series show now (None: it has none)."""
 
 
 class JobBook:
@@ -96,7 +93,7 @@ class JobBook:
         scopes: Iterable[Scope] = (),
     ) -> None:
         """``scopes``: one per target; else ``project_id`` and ``poll`` make the one."""
-        self._store = store
+        self._commits = GroupCommit(store)
         self._series = series
         self._metrics = metrics
         self._dispatcher = dispatcher
@@ -127,7 +124,8 @@ class JobBook:
         if job is None:
             return None
         state = self._states.get(job_id)
-        return JobView(job_id, self._labels(job), job.interval, state, job.health, job.target)
+        labels, usage = self._labels(job), job.usage or {}
+        return JobView(job_id, labels, job.interval, state, job.health, job.target, usage)
 
     def views(self) -> list[JobView]:
         return [v for v in map(self.view, self._jobs) if v is not None]
@@ -275,10 +273,10 @@ class JobBook:
         running = state.running
         if running:
             self._series.set_usage(job_id, usage)
-            job.sweeping = True
-        elif job.sweeping:
+            job.usage = dict(usage)
+        elif job.usage is not None:
             self._series.set_usage(job_id, None)
-            job.sweeping = False
+            job.usage = None
         if not hang_window:
             return
         now = self._clock()
@@ -328,7 +326,7 @@ class JobBook:
         events = [replace(e, labels=self._labels(job)) for e in events]
         documents = [to_cloudevent(e, scope.project_id) for e in events]
         try:
-            await self._store.call(self._store.commit, state, documents, now, scope.name)
+            await self._commits.commit(state, documents, now, scope.name)
         except StateError as exc:
             if self._store_error != str(exc):
                 log.error("state_commit_failed", error=str(exc), events_held=len(events))

@@ -1,12 +1,13 @@
-"""Durable state on SQLite: each job's last state, the event outbox, sinks' dead letters, and
-the discovered jobs.
+"""Durable state on SQLite: each job's last state, the event outbox, sinks' dead letters, the
+discovered jobs, and the event journal (``journal.py``: the events, kept after delivery).
 
 A poll's new state and the events it produced are written in one transaction, so after a crash
 the monitor either has both (and the outbox redelivers the events) or neither (and the next poll
 re-detects the same transitions, with the same deterministic ids). Each sink has its own position
-in the outbox; an event is deleted once every configured sink has passed it. An event a sink can
-never take is copied to that sink's dead letters in the same transaction that moves the sink
-past it, so it is never both lost and acknowledged.
+in the outbox; an event is deleted once every configured sink has passed it (its journal row,
+written in the same transaction, stays). An event a sink can never take is copied to that
+sink's dead letters in the same transaction that moves the sink past it, so it is never both
+lost and acknowledged.
 
 The database is private (``files.py``): created ``0600`` before SQLite opens it, and SQLite gives
 the ``-wal`` and ``-shm`` files it creates the database file's mode (``os_unix.c``), so they are
@@ -29,18 +30,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from monitor.core.state import JobState, decode_state, encode_state
+from monitor.core.state import JobState, decode_state
 from monitor.errors import StateError
+from monitor.store.commits import Commit, write_commits
 from monitor.store.dead_letters import DeadLetter as DeadLetter
 from monitor.store.dead_letters import SinkDeadLetters as SinkDeadLetters
 from monitor.store.files import loose_mode, make_private_dirs, open_private, report_loose
+from monitor.store.journal import JournalMethods, record
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Store:
+class Store(JournalMethods):
     """The state database. Methods are synchronous; use ``call`` from async code."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -178,19 +181,16 @@ class Store:
     ) -> None:
         """Write a job's new state and its events (CloudEvents documents) atomically, with
         the name of the job's target ("" for a single-project config)."""
+        self.commit_many([Commit(state, list(events), now, target)])
+
+    def commit_many(self, commits: Sequence[Commit]) -> None:
+        """Write several jobs' states and events in one transaction, all or none: the job
+        book's group commit (``daemon/group_commit.py``), which makes a first round of thousands of
+        new jobs cost a transaction per batch, not one per job."""
         try:
             with self._transaction():
-                self._db.execute(
-                    "INSERT INTO jobs(job_id, state, updated_at, target) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(job_id) DO UPDATE SET state = excluded.state, "
-                    "updated_at = excluded.updated_at, target = excluded.target",
-                    (state.job_id, json.dumps(encode_state(state)), now, target),
-                )
-                self._db.executemany(
-                    # The same transition re-detected (same deterministic id) is stored once.
-                    "INSERT OR IGNORE INTO outbox(id, job_id, body) VALUES (?, ?, ?)",
-                    [(e["id"], e["subject"], json.dumps(e)) for e in events],
-                )
+                write_commits(self._db, commits)
+                record(self._db, commits)  # the journal: the same events, the same commit
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot commit: {exc}") from exc
 

@@ -12,8 +12,9 @@ import sqlite3
 from collections.abc import Callable
 
 from monitor.core.state import StoredFormError, decode_state, encode_state
+from monitor.store import journal
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _versioned_job_states(db: sqlite3.Connection) -> None:
@@ -25,6 +26,35 @@ def _versioned_job_states(db: sqlite3.Connection) -> None:
         except (ValueError, StoredFormError):
             continue
         db.execute("UPDATE jobs SET state = ? WHERE job_id = ?", (json.dumps(doc), job_id))
+
+
+def _event_journal(db: sqlite3.Connection) -> None:
+    """7: the event journal (``journal.py``), holding at once every event still in the outbox
+    (each under its job's target), so none is missing from it once delivered. A body that
+    does not decode stays in the outbox only: it is delivered (or dead-lettered) as before."""
+    for statement in journal.SCHEMA:
+        db.execute(statement)
+    targets = dict(db.execute("SELECT job_id, target FROM jobs").fetchall())
+    rows = db.execute("SELECT seq, job_id, body FROM outbox ORDER BY seq").fetchall()
+    for seq, job_id, body in rows:
+        try:
+            doc = json.loads(body)
+            kind, event_id = str(doc["type"]), str(doc["id"])
+        except (ValueError, TypeError, KeyError):
+            continue
+        db.execute(
+            "INSERT OR IGNORE INTO journal(id, job_id, type, time, target, outbox_seq, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                job_id,
+                kind,
+                journal.event_time(doc, 0.0),
+                targets.get(job_id, ""),
+                seq,
+                body,
+            ),
+        )
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
@@ -78,5 +108,6 @@ MIGRATIONS: dict[int, Migration] = {
     ALTER TABLE jobs ADD COLUMN target TEXT NOT NULL DEFAULT '';
     ALTER TABLE discovered ADD COLUMN target TEXT NOT NULL DEFAULT '';
     """,
+    7: _event_journal,
 }
 """Forward migrations: ``MIGRATIONS[n]`` takes a database from version n-1 to n."""

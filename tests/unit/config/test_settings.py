@@ -241,6 +241,7 @@ def test_empty_sdk_environment_variables_do_not_count_as_credentials() -> None:
         ("15s", 15.0),
         ("5m", 300.0),
         ("1h", 3600.0),
+        ("7d", 604800.0),
         (30, 30.0),
         (2.5, 2.5),
         ("1.5s", 1.5),
@@ -256,7 +257,7 @@ def test_durations_accept_units_and_plain_seconds(value: object, seconds: float)
 
 @pytest.mark.parametrize(
     "value",
-    ["0s", "-1", "ten", "5 minutes", True, "", 0, -1, "1d", float("nan"), float("inf")],
+    ["0s", "-1", "ten", "5 minutes", True, "", 0, -1, "1w", float("nan"), float("inf")],
 )
 def test_invalid_durations_are_rejected_naming_the_key(value: object) -> None:
     with pytest.raises(ValueError, match=r"duration|greater than zero"):

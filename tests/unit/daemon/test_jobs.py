@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config.settings import PollSettings
 from monitor.core.reasons import Reason
+from monitor.daemon.group_commit import MAX_BATCH
 from monitor.daemon.handoff import Failed, Observed
 from monitor.daemon.jobs import JobBook
 from monitor.delivery.dispatcher import Dispatcher
+from monitor.errors import StateError
 from monitor.exposition.own import MonitorMetrics
 from monitor.exposition.series import SeriesStore
 from monitor.modelarts.parse import parse_job
@@ -51,13 +54,16 @@ class Hold:
 
 
 class HeldStore:
-    """The book's store: a real SQLite store whose ``call`` passes through ``hold``."""
+    """The book's store: a real SQLite store whose ``call`` passes through ``hold``, and
+    which records how many jobs each transaction wrote."""
 
     def __init__(self, store: Store, hold: Hold) -> None:
         self.real, self.hold = store, hold
-        self.commit = store.commit
+        self.commit, self.commit_many = store.commit, store.commit_many
+        self.transactions: list[int] = []
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        self.transactions.append(len(args[0]) if fn == self.commit_many else 1)  # type: ignore[arg-type]
         await self.hold.at("before_commit")
         result = await self.real.call(fn, *args, **kwargs)
         await self.hold.at("after_commit")
@@ -68,6 +74,7 @@ class HeldStore:
 class Book:
     book: JobBook
     store: Store
+    held: HeldStore
     series: SeriesStore
     metrics: MonitorMetrics
     clock: Clock
@@ -100,8 +107,9 @@ async def make_book(tmp_path: Path, hold: Hold | None = None) -> AsyncIterator[B
     hold = hold or Hold()
     dispatcher = Dispatcher(store, [ListSink()])  # not started: the outbox keeps every event
     series, metrics, clock = SeriesStore(), MonitorMetrics(), Clock()
+    held = HeldStore(store, hold)
     book = JobBook(
-        store=HeldStore(store, hold),  # type: ignore[arg-type]
+        store=held,  # type: ignore[arg-type]
         series=series,
         metrics=metrics,
         dispatcher=dispatcher,
@@ -112,7 +120,7 @@ async def make_book(tmp_path: Path, hold: Hold | None = None) -> AsyncIterator[B
     )
     book.watch(SEED_ID, LABELS)
     try:
-        yield Book(book, store, series, metrics, clock, hold)
+        yield Book(book, store, held, series, metrics, clock, hold)
     finally:
         store.close()
 
@@ -222,3 +230,93 @@ async def test_readings_of_a_job_no_longer_running_are_dropped(tmp_path: Path) -
         await b.poll(phase="Completed", secondary_phase="Completed")
         await b.sweep({"worker-0": {"cpuUsage": 0.5}})  # fetched while it still ran
         assert b"modelarts_training_job_task_cpu_usage_ratio{" not in b.series.render()
+
+
+def running(b: Book) -> set[str]:
+    """The jobs /metrics shows in phase Running."""
+    return {
+        s.labels["job_id"]
+        for family in text_string_to_metric_families(b.series.render().decode())
+        for s in family.samples
+        if s.name == "modelarts_training_job_phase" and s.labels["phase"] == "Running" and s.value
+    }
+
+
+async def first_polls(b: Book, job_ids: list[str]) -> list[str]:
+    """The first poll of each job: the first one's commit held while every other one arrives
+    and waits for its own; returns each poll's result."""
+    for job_id in job_ids:
+        b.book.watch(job_id, LABELS)
+    observed = {j: Observed(parse_job(job_doc(job_id=j), j), j.encode()) for j in job_ids}
+    b.hold.point = "before_commit"
+    first = asyncio.create_task(b.book.apply_poll(job_ids[0], observed[job_ids[0]], slow=False))
+    await asyncio.wait_for(b.hold.reached.wait(), 5)
+    rest = [asyncio.create_task(b.book.apply_poll(j, observed[j], slow=False)) for j in job_ids[1:]]
+    for _ in range(10):  # every other poll reaches its commit and waits there
+        await asyncio.sleep(0)
+    b.hold.released.set()
+    return await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+
+
+async def test_new_jobs_arriving_together_are_committed_in_one_transaction(
+    tmp_path: Path,
+) -> None:
+    """A first round of many new jobs costs a transaction per batch, not one per job: the
+    jobs whose commits arrive while one is being written go in the next, together."""
+    async with make_book(tmp_path) as b:
+        job_ids = [f"job-{i:03d}" for i in range(50)]
+        assert await first_polls(b, job_ids) == ["ok"] * 50
+        assert b.held.transactions == [1, 49]
+        stored = await b.store.call(b.store.load_states)
+        for job_id in job_ids:
+            view = b.book.view(job_id)
+            assert view is not None and view.health.up
+            assert view.state is not None and stored[job_id] == view.state
+        assert b.counted()["discovered"] == 50
+        outbox = await b.store.call(b.store.pending, "list", 1000)
+        assert sorted(doc["subject"] for _, doc in outbox) == job_ids
+        assert running(b) == set(job_ids)
+
+
+async def test_a_batch_is_at_most_max_batch_jobs(tmp_path: Path) -> None:
+    async with make_book(tmp_path) as b:
+        job_ids = [f"job-{i:03d}" for i in range(MAX_BATCH + 51)]
+        assert set(await first_polls(b, job_ids)) == {"ok"}
+        assert b.held.transactions == [1, MAX_BATCH, 50]
+
+
+async def test_a_refused_batch_leaves_every_job_of_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or nothing per batch: the database refused, so no job of the batch has a state,
+    series or events of that poll, each poll counts as state_error, and each job's next poll
+    commits the same transitions, with the same ids."""
+    async with make_book(tmp_path) as b:
+        job_ids = [f"job-{i:03d}" for i in range(20)]
+
+        def refuse(commits: object) -> None:
+            raise StateError(f"state database {b.store.path}: cannot commit: disk I/O error")
+
+        monkeypatch.setattr(b.held, "commit_many", refuse)
+        results = await first_polls(b, job_ids)
+        assert results == ["ok"] + ["state_error"] * 19
+        assert b.held.transactions == [1, 19]
+        assert b.book.store_error is not None and "disk I/O error" in b.book.store_error
+        for job_id in job_ids[1:]:
+            view = b.book.view(job_id)
+            assert view is not None and view.state is None and not view.health.up
+        assert running(b) == {job_ids[0]}
+        assert b.counted()["discovered"] == 1
+        outbox = await b.store.call(b.store.pending, "list", 1000)
+        assert [doc["subject"] for _, doc in outbox] == job_ids[:1]
+        refused = {j: (await b.store.call(b.store.load_states)).get(j) for j in job_ids[1:]}
+        assert set(refused.values()) == {None}
+
+        monkeypatch.undo()
+        for job_id in job_ids[1:]:
+            observation = parse_job(job_doc(job_id=job_id), job_id)
+            await b.book.apply_poll(job_id, Observed(observation, b"x"), slow=False)
+        assert b.book.store_error is None
+        outbox = await b.store.call(b.store.pending, "list", 1000)
+        assert sorted(doc["subject"] for _, doc in outbox) == job_ids
+        assert b.counted()["discovered"] == 20

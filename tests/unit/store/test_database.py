@@ -19,6 +19,7 @@ from monitor.core.events import new_event, to_cloudevent
 from monitor.core.state import JobState
 from monitor.errors import StateError
 from monitor.modelarts.parse import parse_job
+from monitor.store.commits import Commit
 from monitor.store.database import Store
 from monitor.store.migrations import SCHEMA_VERSION
 from tests.conftest import SEED_ID, job_doc
@@ -133,6 +134,33 @@ def test_a_failed_commit_leaves_the_previous_state_and_events_in_place(store: St
         store.commit(rich_state(), [event_doc(2), {**event_doc(3), "id": ["not", "bindable"]}], NOW)
     assert store.load_states() == {SEED_ID: before}
     assert [body["id"] for _, body in store.pending("log")] == [event_doc(1)["id"]]
+
+
+def test_a_batch_of_commits_is_written_together_or_not_at_all(store: Store) -> None:
+    """The job book's group commit: several jobs' states and events in one transaction; one
+    bad row anywhere refuses the whole batch and leaves every job as it was."""
+    first, other = JobState(job_id=SEED_ID, phase_since=1.0), JobState(job_id=OTHER_ID)
+    store.commit_many(
+        [
+            Commit(first, [event_doc(1)], NOW),
+            Commit(other, [event_doc(2, OTHER_ID), event_doc(3, OTHER_ID)], NOW, "east"),
+        ]
+    )
+    assert store.load_states() == {SEED_ID: first, OTHER_ID: other}
+    assert store.load_targets() == {SEED_ID: "", OTHER_ID: "east"}
+    committed = [event_doc(n)["id"] for n in (1,)] + [event_doc(n, OTHER_ID)["id"] for n in (2, 3)]
+    assert [body["id"] for _, body in store.pending("log")] == committed
+    with pytest.raises(StateError, match="cannot commit"):
+        store.commit_many(
+            [
+                Commit(rich_state(), [event_doc(4)], NOW + 1),
+                Commit(
+                    JobState(job_id=OTHER_ID, phase_since=2.0), [{**event_doc(5), "id": []}], NOW
+                ),
+            ]
+        )
+    assert store.load_states() == {SEED_ID: first, OTHER_ID: other}
+    assert [body["id"] for _, body in store.pending("log")] == committed
 
 
 def test_the_same_event_id_is_stored_once(store: Store) -> None:

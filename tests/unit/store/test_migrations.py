@@ -399,7 +399,7 @@ def test_migration_6_files_every_job_and_discovered_job_of_a_version_5_database_
 
     store = Store(db_path)
     try:
-        assert user_version(db_path) == SCHEMA_VERSION == 6
+        assert user_version(db_path) == SCHEMA_VERSION == 7
         assert store.load_targets() == {SEED_ID: ""}
         assert store.load_discovered() == {OTHER_ID: {"team": "cv"}}
         assert store.load_discovered("east") == {}
