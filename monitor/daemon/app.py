@@ -32,9 +32,10 @@ from monitor.config.targets import Target, targets_of
 from monitor.daemon.bulk import BulkRounds
 from monitor.daemon.discovery import Discovery
 from monitor.daemon.jobs import JobBook
+from monitor.daemon.page_data import PageData
 from monitor.daemon.poller import Poller
 from monitor.daemon.pruning import start_pruning
-from monitor.daemon.reports import job_row, readiness
+from monitor.daemon.reports import readiness
 from monitor.daemon.scheduler import PollScheduler
 from monitor.daemon.sharding import owns
 from monitor.daemon.targets import Pauses, Scope, job_changed, restart_reasons, running_targets
@@ -48,7 +49,6 @@ from monitor.exposition.series import SeriesStore
 from monitor.logs import get_logger
 from monitor.modelarts.client import ModelArtsClient
 from monitor.store.database import Store
-from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 
 log = get_logger("monitor.app")
@@ -161,7 +161,9 @@ class App:
                 await found.restore(discovered.get(target.name, {}))
 
         host, port = split_listen(s.server.listen)
-        app = create_app(metrics=self.render_metrics, ready=self.ready, overview=self.overview)
+        pages = PageData(self.book, self.store, self.series, self._target, self._clock)
+        om = functools.partial(self.render_metrics, True)
+        app = create_app(metrics=self.render_metrics, openmetrics=om, ready=self.ready, pages=pages)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -292,12 +294,9 @@ class App:
         except Exception:  # housekeeping must outlive a bug in itself
             log.exception("housekeeping_crashed")
 
-    def render_metrics(self) -> Iterator[bytes]:
-        yield from self.series.sections()
-        yield self.metrics.render()
-
-    def overview(self) -> list[JobRow]:
-        return [job_row(view) for view in self.book.views()]
+    def render_metrics(self, openmetrics: bool = False) -> Iterator[bytes | memoryview]:
+        yield from self.series.scrape(openmetrics=openmetrics)
+        yield self.metrics.render(openmetrics=openmetrics)  # OpenMetrics: ends with # EOF
 
     def request_stop(self) -> None:
         self._stopped.set()

@@ -6,6 +6,7 @@ attributes, so the web room learns nothing of how jobs are kept.
 
 from __future__ import annotations
 
+from monitor.core.lifecycle import Rules, plan
 from monitor.core.reasons import reason_line
 from monitor.daemon.handoff import JobView
 from monitor.daemon.jobs import JobBook
@@ -39,16 +40,42 @@ def readiness(book: JobBook, dispatcher: Dispatcher) -> tuple[bool, str]:
     return not failing, "\n".join([head, *failing, *passing])
 
 
-def job_row(view: JobView) -> JobRow:
+def health_of(view: JobView, now: float | None = None, rules: Rules | None = None) -> str:
+    """``gone`` (the API says the job does not exist), ``retired`` (the lifecycle rule stops
+    polling it: terminal past ``poll.terminal_retention``; needs ``now`` and ``rules``),
+    ``down`` (the last poll failed, or none was made yet) or ``up``."""
+    state = view.state
+    if state is not None and state.gone:
+        return "gone"
+    # Only a terminal job can retire: asking the rule just for those spares each of the
+    # thousands of other jobs on an overview the making of a ``Plan``.
+    terminal = state is not None and state.snapshot is not None and state.snapshot.terminal
+    if terminal and now is not None and rules is not None:  # noqa: SIM102 - two reasons
+        if plan(state, now, view.interval, rules).interval is None:
+            return "retired"
+    return "up" if view.health.up else "down"
+
+
+def job_row(view: JobView, now: float | None = None, rules: Rules | None = None) -> JobRow:
+    """The overview's row of a watched job; ``now`` and ``rules`` (the job's target's poll
+    settings) tell a retired job from one that is merely finished."""
     state = view.state
     snap = state.snapshot if state else None
+    health = health_of(view, now, rules)
+    error = ""
+    if health == "down":
+        error = view.health.last_error or ("" if view.health.polled else "not polled yet")
     return JobRow(
         job_id=view.job_id,
         name=snap.name if snap else "",
         phase=snap.phase if snap else "",
         secondary_phase=snap.secondary_phase if snap else "",
-        up=view.health.up,
+        health=health,
         last_success=view.health.last_success,
         restarts=sum(state.restarts.values()) if state else 0,
         last_reason=reason_line(state),
+        labels=view.labels,
+        nodes=snap.nodes if snap else None,
+        requested_nodes=snap.requested_nodes if snap else None,
+        error=error,
     )

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import disable_created_metrics
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from monitor import __version__
 from monitor.core.events import EVENT_TYPES
@@ -153,5 +154,10 @@ class MonitorMetrics:
         """One API request of ``target``'s client and its outcome (its ``RequestCounter``)."""
         self.api_requests.labels(*self._by(target, endpoint, result)).inc()
 
-    def render(self) -> bytes:
+    def render(self, *, openmetrics: bool = False) -> bytes:
+        """The registry in the text format, or in OpenMetrics: then ending with ``# EOF``, so
+        it comes last in the body, after the job families."""
+        if openmetrics:
+            body: bytes = openmetrics_latest(self.registry)  # type: ignore[no-untyped-call]
+            return body
         return generate_latest(self.registry)

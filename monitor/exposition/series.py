@@ -1,8 +1,10 @@
 """Job series pre-rendered per job, joined at scrape time.
 
 Rendering happens when a job's state changes, not when Prometheus scrapes: ``SeriesStore`` keeps
-each job's lines as bytes per family, and a scrape only concatenates them under each family's
-``# HELP``/``# TYPE`` header (every sample of a family must be contiguous in the text format).
+each family's lines of every job joined (``sections.py``), joined again only when a job's lines
+of that family changed, and a scrape writes them under each family's ``# HELP``/``# TYPE``
+header (every sample of a family must be contiguous). The sample lines are the same in the text
+format and in OpenMetrics; only the headers differ, and both are rendered once (``View``).
 The per-job gauges of the monitor's own health (``up``, last success) are rendered here too,
 because they carry each job's own label set.
 
@@ -19,6 +21,7 @@ from typing import Protocol
 
 from monitor.core.hang import USAGE_METRICS
 from monitor.core.state import JobState
+from monitor.exposition import openmetrics
 from monitor.exposition.families import (
     FAMILIES,
     JOB_FAMILIES,
@@ -29,6 +32,7 @@ from monitor.exposition.families import (
     Sample,
     one,
 )
+from monitor.exposition.sections import JobLines, Sections
 from monitor.logs import get_logger
 
 log = get_logger("monitor.series")
@@ -62,20 +66,23 @@ class Exposure(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """``metrics:`` decided once per entry of ``FAMILIES``: whether it is shown, its header,
-    and whether state sets keep only the current state."""
+    """``metrics:`` decided once per entry of ``FAMILIES``: whether it is shown, its header
+    in each format, and whether state sets keep only the current state."""
 
     sparse: bool
     shown: tuple[bool, ...]
     headers: tuple[bytes, ...]
+    openmetrics_headers: tuple[bytes, ...]
 
     @classmethod
     def of(cls, exposure: Exposure | None) -> View:
         sparse = exposure is not None and exposure.sparse
+        headers = tuple(f.exposed_header(sparse=sparse) for f in FAMILIES)
         return cls(
             sparse=sparse,
             shown=tuple(exposure is None or exposure.exports(f.name) for f in FAMILIES),
-            headers=tuple(f.exposed_header(sparse=sparse) for f in FAMILIES),
+            headers=headers,
+            openmetrics_headers=tuple(map(openmetrics.header, headers)),
         )
 
     def samples(self, family: Family, samples: Iterable[Sample]) -> Iterable[Sample]:
@@ -153,25 +160,28 @@ def prepare(
     return Rendered(state.job_id, prefix, render_job(state, labels, context, view))
 
 
-@dataclass(slots=True)
-class _JobEntry:
-    prefix: str
-    chunks: list[bytes]
-    """This job's lines, one bytes chunk per entry of ``FAMILIES`` (possibly empty)."""
-    up: bool = False
-    last_success: float | None = None
+class _JobEntry(JobLines):
+    """A job's label prefix and health; its lines are in the store's ``Sections``."""
+
+    __slots__ = ("last_success", "prefix", "up")
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(len(FAMILIES))
+        self.prefix = prefix
+        self.up = False
+        self.last_success: float | None = None
 
 
 class SeriesStore:
-    """Per-job pre-rendered series, concatenated family by family at scrape time.
+    """Per-job pre-rendered series, kept joined family by family between scrapes.
 
-    A scrape only joins bytes: every job's lines are rendered when its state changes, never at
-    scrape time. The joined body is not kept between scrapes: at 10,000 jobs it is tens of MB,
-    a second copy of every job's lines, while joining them again costs tens of milliseconds.
+    A scrape costs no rendering and, for a family no job changed since the last scrape, no
+    joining either: its cached body is written as it is (``Sections``, the one copy of it).
     """
 
     def __init__(self, *, project_id: str = "", exposure: Exposure | None = None) -> None:
         self._jobs: dict[str, _JobEntry] = {}
+        self._lines = Sections(len(FAMILIES))
         self._context = {"project_id": project_id}
         self._view = View.of(exposure)
         starved = exposure.starved_alerts() if exposure is not None else {}
@@ -207,10 +217,11 @@ class SeriesStore:
         """Show lines rendered earlier (``prepare``), in place of the job's old ones."""
         entry = self._jobs.get(rendered.job_id)
         if entry is None:
-            entry = self._jobs[rendered.job_id] = _JobEntry(rendered.prefix, [b""] * len(FAMILIES))
-        health_stale = entry.prefix != rendered.prefix or not entry.chunks[UP]
+            entry = self._jobs[rendered.job_id] = _JobEntry(rendered.prefix)
+        health_stale = entry.prefix != rendered.prefix or not self._lines.get(entry, UP)
         entry.prefix = rendered.prefix
-        entry.chunks[: len(JOB_FAMILIES)] = rendered.chunks
+        for i, chunk in enumerate(rendered.chunks):
+            self._lines.set(entry, i, chunk)
         if health_stale:
             self._render_health(entry)
 
@@ -234,24 +245,53 @@ class SeriesStore:
                 for task, reading in sorted((usage or {}).items())
                 if api in reading
             ]
-            entry.chunks[USAGE + i] = _render(FAMILIES[USAGE + i].name, entry.prefix, samples)
+            lines = _render(FAMILIES[USAGE + i].name, entry.prefix, samples)
+            self._lines.set(entry, USAGE + i, lines)
 
     def remove(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
+        entry = self._jobs.pop(job_id, None)
+        if entry is not None:
+            self._lines.drop(entry)
+
+    def job_lines(self, job_id: str) -> bytes:
+        """One job's lines of every shown family, each under its (text format) header; b""
+        if it has none. Read from where they sit, not found by scanning the whole body."""
+        entry = self._jobs.get(job_id)
+        if entry is None:
+            return b""
+        out: list[bytes] = []
+        for i, header in enumerate(self._view.headers):
+            if self._view.shown[i] and (lines := self._lines.get(entry, i)):
+                out += (header, lines)
+        return b"".join(out)
+
+    def scrape(self, *, openmetrics: bool = False) -> Iterator[bytes | memoryview]:
+        """The exposition a piece at a time, as the server writes it: each shown family's
+        header, then its cached body (a view of it, joined again here only if a job changed
+        it since), never copied into one body. Without the final ``# EOF``, which
+        OpenMetrics wants once, after the monitor's own families too."""
+        for header, body in self._families(openmetrics):
+            yield header
+            if body:
+                yield body
 
     def sections(self) -> Iterator[bytes]:
-        """The exposition text one family at a time, joined as it is asked for, so the server
-        sends a section while the next is joined, and never holds tens of MB twice."""
-        entries = [e.chunks for e in self._jobs.values()]
-        for i, header in enumerate(self._view.headers):
+        """The text format one family at a time (header and lines in one bytes), for readers
+        that want a family whole; a copy of each body, so not what a scrape writes."""
+        for header, body in self._families(openmetrics=False):
+            yield header + body
+
+    def _families(self, openmetrics: bool) -> Iterator[tuple[bytes, memoryview]]:
+        headers = self._view.openmetrics_headers if openmetrics else self._view.headers
+        for i, header in enumerate(headers):
             if self._view.shown[i]:
-                yield header + b"".join([chunks[i] for chunks in entries])
+                yield header, self._lines.body(i)
 
     def render(self) -> bytes:
-        return b"".join(self.sections())
+        return b"".join(self.scrape())
 
     def _render_health(self, entry: _JobEntry) -> None:
         up: list[Sample] = [({}, 1.0 if entry.up else 0.0)]
-        entry.chunks[UP] = _render(FAMILIES[UP].name, entry.prefix, up)
-        success = one(entry.last_success)
-        entry.chunks[LAST_SUCCESS] = _render(FAMILIES[LAST_SUCCESS].name, entry.prefix, success)
+        self._lines.set(entry, UP, _render(FAMILIES[UP].name, entry.prefix, up))
+        success = _render(FAMILIES[LAST_SUCCESS].name, entry.prefix, one(entry.last_success))
+        self._lines.set(entry, LAST_SUCCESS, success)

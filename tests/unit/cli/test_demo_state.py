@@ -5,12 +5,13 @@ line and exit 2, before anything starts."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from monitor.cli.demo import run_demo
 from monitor.cli.main import main
 from monitor.simulator import builtin_scenario
 
@@ -21,12 +22,17 @@ def demo_ids() -> dict[str, str]:
     return {job.name: job.id for job in builtin_scenario("demo").jobs}
 
 
-async def test_the_kept_state_tells_the_failed_jobs_story_and_the_demo_links_its_page(
+def test_the_kept_state_tells_the_failed_jobs_story_and_the_demo_links_its_page(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state = tmp_path / "demo.db"
-    assert await run_demo(speed=10, listen="127.0.0.1:0", state=str(state)) == 0
-    out = capsys.readouterr().out
+    # Its own process, as a user runs it: the demo configures logging for the whole process.
+    demo = [sys.executable, "-m", "monitor", "demo", "--speed", "10", "--listen", "127.0.0.1:0"]
+    done = subprocess.run(
+        [*demo, "--state", str(state)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     resnet = demo_ids()["resnet-finetune"]
     port = re.search(r"metrics:  http://127\.0\.0\.1:(\d+)/metrics", out)
     assert port is not None

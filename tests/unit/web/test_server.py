@@ -1,4 +1,5 @@
-"""server.py: /metrics, /healthz, /readyz and the landing page, served over loopback."""
+"""server.py: /metrics, /healthz, /readyz, the overview and the job pages, served over
+loopback."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import pytest
 from aiohttp import web
 
 from monitor.core.events import rfc3339
+from monitor.core.job import JobSnapshot
+from monitor.web.job_page import JobPage
 from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 from tests.conftest import SEED_ID
+from tests.unit.web.conftest import HOSTILE, dom
 
 NOW = 1_800_000_000.0
 BODY = b'# HELP modelarts_monitor_up 1 if ...\n# TYPE modelarts_monitor_up gauge\nmodelarts_monitor_up{job_id="x"} 1\n'
@@ -25,7 +29,9 @@ class Backend:
     body: bytes = BODY
     readiness: tuple[bool, str] = (True, "ok")
     rows: list[JobRow] = field(default_factory=list)
+    lines: dict[str, bytes] = field(default_factory=dict)
     scrapes: int = 0
+    asked: list[str] = field(default_factory=list)
 
     def metrics(self) -> bytes:
         self.scrapes += 1
@@ -37,6 +43,32 @@ class Backend:
     def overview(self) -> list[JobRow]:
         return self.rows
 
+    async def job(self, job_id: str) -> JobPage | None:
+        self.asked.append(job_id)
+        found = [r for r in self.rows if r.job_id == job_id]
+        if not found:
+            return None
+        return JobPage(found[0], JobSnapshot(job_id, name=found[0].name), NOW)
+
+    def job_metrics(self, job_id: str) -> bytes:
+        return self.lines.get(job_id, b"")
+
+
+@dataclass
+class Pages:
+    """The server's ``Pages`` over a backend."""
+
+    backend: Backend
+
+    def rows(self) -> list[JobRow]:
+        return self.backend.overview()
+
+    async def job(self, job_id: str) -> JobPage | None:
+        return await self.backend.job(job_id)
+
+    def job_metrics(self, job_id: str) -> bytes:
+        return self.backend.job_metrics(job_id)
+
 
 @pytest.fixture
 def backend() -> Backend:
@@ -45,7 +77,7 @@ def backend() -> Backend:
 
 @pytest.fixture
 async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(metrics=backend.metrics, ready=backend.ready, overview=backend.overview)
+    app = create_app(metrics=backend.metrics, ready=backend.ready, pages=Pages(backend))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -114,30 +146,26 @@ async def test_landing_page_lists_each_job_with_phase_last_poll_and_restarts(
     http: httpx.AsyncClient, backend: Backend
 ) -> None:
     backend.rows = [
-        JobRow(SEED_ID, "bert-pretrain", "Running", "Running", True, NOW, 3),
-        JobRow("job-2", "", "", "", False, None, 0),
+        JobRow(SEED_ID, "bert-pretrain", "Running", "Running", "up", NOW, 3),
+        JobRow("job-2", "", "", "", "down", None, 0),
     ]
     r = await http.get("/")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    page = r.text
-    first, second = page.split("<tr>")[2:4]  # after the header row
-    assert "bert-pretrain" in first and SEED_ID in first
-    assert "<td>Running</td>" in first
-    assert rfc3339(NOW) in first
-    assert "<td>3</td>" in first
-    assert "<td>up</td>" in first
-    assert "job-2" in second and "never" in second and "<b>down</b>" in second
-    assert "<i>unknown</i>" in second
-    for link in ("/metrics", "/healthz", "/readyz"):
-        assert f"href='{link}'" in page
+    page = dom(r.text)
+    unnamed, first = page.by_id("jobs").rows()  # a job not seen yet has no name: it sorts first
+    assert first[0] == f"bert-pretrain{SEED_ID}"
+    assert first[1:5] == ["Running Running", "up", "3", "- / -"]
+    assert first[6] == rfc3339(NOW)
+    assert unnamed[0] == "unknownjob-2" and unnamed[2] == "down" and unnamed[6] == "never"
+    assert {a.attrs["href"] for a in page.all("a")} >= {"/metrics", "/healthz", "/readyz"}
 
 
 async def test_landing_page_escapes_html_in_values_from_the_api(
     http: httpx.AsyncClient, backend: Backend
 ) -> None:
     backend.rows = [
-        JobRow(SEED_ID, "<script>alert(1)</script>", "<b>Running", "x&y", True, NOW, 0),
+        JobRow(SEED_ID, "<script>alert(1)</script>", "<b>Running", "x&y", "up", NOW, 0),
     ]
     page = (await http.get("/")).text
     assert "<script>" not in page
@@ -194,28 +222,17 @@ async def test_metrics_is_plain_when_the_scraper_does_not_ask(http: httpx.AsyncC
 async def test_landing_page_shows_each_jobs_last_reason_escaped(
     http: httpx.AsyncClient, backend: Backend
 ) -> None:
+    reason = "Error 2022-11-26T16:03:41+08:00: <img src=x onerror=alert(1)> & OOM"
     backend.rows = [
-        JobRow(
-            SEED_ID,
-            "bert",
-            "Failed",
-            "Failed",
-            True,
-            NOW,
-            1,
-            last_reason="Error 2022-11-26T16:03:41+08:00: <img src=x onerror=alert(1)> & OOM",
-        ),
-        JobRow("job-2", "ok-job", "Running", "Running", True, NOW, 0),
+        JobRow(SEED_ID, "bert", "Failed", "Failed", "up", NOW, 1, last_reason=reason),
+        JobRow("job-2", "ok-job", "Running", "Running", "up", NOW, 0),
     ]
-    page = (await http.get("/")).text
-    assert "<th>last reason</th>" in page
-    first, second = page.split("<tr>")[2:4]
-    assert (
-        "<td>Error 2022-11-26T16:03:41+08:00: &lt;img src=x onerror=alert(1)&gt; &amp; OOM</td>"
-        in first
-    )
-    assert "<img" not in page
-    assert "<td>0</td><td>-</td></tr>" in second, "a job without a reason shows a dash"
+    page = dom((await http.get("/")).text)
+    assert [th.text for th in page.by_id("jobs").all("th")][-1] == "last reason"
+    first, second = page.by_id("jobs").rows()
+    assert first[-1] == reason
+    assert not page.all("img")
+    assert second[-1] == "-", "a job without a reason shows a dash"
 
 
 EXPECTED_SECURITY_HEADERS = {
@@ -239,6 +256,9 @@ EXPECTED_SECURITY_HEADERS = {
         pytest.param("GET", "/healthz", {}, 200, id="healthz"),
         pytest.param("GET", "/readyz", {}, 503, id="readyz-not-ready"),
         pytest.param("GET", "/nope", {}, 404, id="not-found"),
+        pytest.param("GET", f"/jobs/{SEED_ID}", {}, 200, id="job-page"),
+        pytest.param("GET", "/jobs/unknown", {}, 404, id="job-page-unknown"),
+        pytest.param("GET", f"/jobs/{SEED_ID}/metrics", {}, 200, id="job-metrics"),
         pytest.param("POST", "/metrics", {}, 405, id="method-not-allowed"),
     ],
 )
@@ -251,7 +271,8 @@ async def test_every_response_carries_the_security_headers(
     status: int,
 ) -> None:
     backend.readiness = (False, "no job polled yet")
-    backend.rows = [JobRow(SEED_ID, "bert", "Running", "Running", True, NOW, 0)]
+    backend.rows = [JobRow(SEED_ID, "bert", "Running", "Running", "up", NOW, 0)]
+    backend.lines = {SEED_ID: BODY}
 
     r = await http.request(method, path, headers=headers)
 
@@ -266,3 +287,56 @@ async def test_the_landing_page_needs_nothing_its_policy_forbids(http: httpx.Asy
     assert "<script" not in page and "src=" not in page
     assert "<link rel='icon' href='data:,'>" in page
     assert "http://" not in page and "https://" not in page
+
+
+async def test_the_overview_filters_by_the_query_of_its_url(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.rows = [
+        JobRow("a", "alpha", "Running", "Running", "up", NOW, 0, labels={"team": "nlp"}),
+        JobRow("b", "beta", "Failed", "Failed", "up", NOW, 0, labels={"team": "nlp"}),
+        JobRow("c", "gamma", "Running", "Running", "up", NOW, 0, labels={"team": "cv"}),
+    ]
+    page = dom((await http.get("/", params={"phase": "Running", "team": "nlp"})).text)
+    assert [tr.attrs["data-job-id"] for tr in page.by_id("jobs").all("tr")[1:]] == ["a"]
+
+
+async def test_a_job_page_is_served_as_html_for_a_watched_job(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.rows = [JobRow(SEED_ID, "bert", "Running", "Running", "up", NOW, 0)]
+    r = await http.get(f"/jobs/{SEED_ID}")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert dom(r.text).by_id("job-name").text == "bert"
+    assert backend.asked == [SEED_ID]
+
+
+async def test_an_unwatched_job_page_is_404_with_the_id_escaped(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    r = await http.get("/jobs/" + HOSTILE.replace("/", "%2F"))
+    assert r.status_code == 404
+    page = dom(r.text)
+    assert not page.all("script") and not page.all("img")
+    assert HOSTILE in page.all("code")[0].text
+
+
+async def test_an_id_longer_than_any_job_id_is_not_looked_up(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    assert (await http.get("/jobs/" + "x" * 5000)).status_code == 404
+    assert (await http.get("/jobs/" + "x" * 5000 + "/metrics")).status_code == 404
+    assert backend.asked == []
+
+
+async def test_a_jobs_metrics_are_its_lines_as_prometheus_text(
+    http: httpx.AsyncClient, backend: Backend
+) -> None:
+    backend.lines = {SEED_ID: BODY}
+    r = await http.get(f"/jobs/{SEED_ID}/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert r.content == BODY
+    missing = await http.get("/jobs/other/metrics")
+    assert missing.status_code == 404 and missing.text == "no series of this job\n"
