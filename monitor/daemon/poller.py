@@ -69,6 +69,8 @@ class Poller:
         self._slow_after = slow_after
         self._reasons = reasons or ReasonSettings()
         self._clock = clock
+        for each in self._clients.values():
+            each.keep_prepared(self._watched)
 
     def configure(self, reasons: ReasonSettings) -> None:
         """New reason settings (a reload), from the next poll on."""
@@ -81,9 +83,9 @@ class Poller:
             return
         if view.health.slow:
             async with self._slow_lane:
-                await self._poll_in_slot(job_id)
+                await self._poll_in_slot(job_id, view.target)
         else:
-            await self._poll_in_slot(job_id)
+            await self._poll_in_slot(job_id, view.target)
 
     def client_of(self, job_id: str) -> ModelArtsClient:
         """The client of the job's target (the first one's for a job no longer watched)."""
@@ -91,9 +93,12 @@ class Poller:
         target = view.target if view is not None else ""
         return self._clients.get(target) or next(iter(self._clients.values()))
 
-    async def _poll_in_slot(self, job_id: str) -> None:
-        target = view.target if (view := self._book.view(job_id)) is not None else ""
-        context = {"job_id": job_id, **({"target": target} if target else {})}
+    def _watched(self, job_id: str) -> bool:
+        """Whether a client should keep the job's prepared request (``keep_prepared``)."""
+        return self._book.view(job_id) is not None
+
+    async def _poll_in_slot(self, job_id: str, target: str) -> None:
+        context = {"job_id": job_id, "target": target} if target else {"job_id": job_id}
         async with admitted(self._slots, self._pauses, target):
             with structlog.contextvars.bound_contextvars(**context):
                 started = time.perf_counter()

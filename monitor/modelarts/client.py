@@ -1,8 +1,15 @@
 """The ModelArts HTTP calls, and the one place where HTTP outcomes become typed exceptions.
 
-One ``ModelArtsClient`` (one ``httpx.AsyncClient``, one keep-alive pool) is built per process.
+One ``ModelArtsClient`` (one httpx transport, one keep-alive pool) is built per target.
 Authentication is an ``httpx.Auth`` handed in at construction, so call sites never sign anything.
-``get_job`` returns the decoded JSON body; turning it into a snapshot is ``schema``'s job.
+``get_job`` returns the decoded JSON body; turning it into a snapshot is ``parse``'s job.
+
+Requests are ``httpx.Request`` objects sent through the auth's flow straight to an httpx
+transport (``_exchange``), not through ``httpx.AsyncClient``: its per-request work (merging the
+URL with ``base_url``, default headers, cookies in and out, timeouts, redirects, hooks) was half
+the CPU of a poll at 10,000 jobs, for nothing the monitor uses. A job's detail GET, the request
+sent most, is prepared once per job (``_detail_request``); only the date and the signature are
+new on each send. ``benchmarks/poll_path.py`` measures each step.
 
 Statuses become exceptions in ``responses.raise_for_status``; here timeouts and connection
 failures become ``ApiTimeout`` and ``NetworkError``.
@@ -27,9 +34,11 @@ from monitor.errors import (
     InvalidResponse,
     NetworkError,
 )
+from monitor.modelarts.auth.aksk import SIGNING_CACHE, SigningCache
 from monitor.modelarts.parse import parse_job_events
 from monitor.modelarts.responses import excerpt, raise_for_status, request_id, retry_after
 from monitor.modelarts.throttle import Throttle
+from monitor.modelarts.transport import httpx_transport
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """A job document is a few KiB; anything this large is not one, and must not exhaust memory."""
@@ -52,23 +61,30 @@ class ModelArtsClient:
         throttle: Throttle | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``transport`` None: httpx's own, through the environment's proxy for ``endpoint``
+        (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY``); ``SSL_CERT_FILE`` is honoured too."""
         self.project_id = project_id
         self._deadline = timeout
         self._throttle = throttle or Throttle()
         self._count: RequestCounter = _not_counted
-        self._http = httpx.AsyncClient(
-            base_url=endpoint,
-            auth=auth,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={"Accept": "application/json", "User-Agent": "modelarts-monitor"},
-            verify=verify,
-            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY and SSL_CERT_FILE are honoured, as users expect.
-            trust_env=True,
-            transport=transport,
+        self._auth = auth
+        self._base = endpoint.rstrip("/")
+        self._transport = transport or httpx_transport(
+            endpoint, verify=verify, max_connections=max_connections
         )
+        self._headers = httpx.Headers(
+            [
+                (b"Host", httpx.URL(endpoint).netloc),
+                (b"Accept", b"application/json"),
+                (b"Accept-Encoding", b"gzip, deflate"),
+                (b"Connection", b"keep-alive"),
+                (b"User-Agent", b"modelarts-monitor"),
+            ]
+        )
+        self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._details: dict[str, _Detail] = {}
+        self._watched: Callable[[str], bool] = _nothing_watched
+        self._sweep_at = _MIN_SWEEP
 
     async def __aenter__(self) -> ModelArtsClient:
         return self
@@ -77,12 +93,24 @@ class ModelArtsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     def count_requests(self, count: RequestCounter) -> None:
         """Report every request from now on to ``count`` (the API's cost by endpoint, which is
         what ``poll.bulk`` trades: ``modelarts_monitor_api_requests_total``)."""
         self._count = count
+
+    def keep_prepared(self, watched: Callable[[str], bool]) -> None:
+        """Keep each job's prepared detail request only while ``watched(job_id)`` is true.
+
+        Checked whenever the cache has doubled since its last check, so a job that leaves frees
+        its entry at an amortised constant cost per request; without this, the cache is simply
+        dropped each time it reaches that size (bounded either way)."""
+        self._watched = watched
+
+    def prepared_jobs(self) -> frozenset[str]:
+        """The jobs whose detail request is prepared now."""
+        return frozenset(self._details)
 
     async def get_job(self, job_id: str) -> Any:
         """The job-detail document, decoded; raises an ``ApiError`` subclass on any failure."""
@@ -90,13 +118,13 @@ class ModelArtsClient:
 
     async def get_job_body(self, job_id: str) -> Body:
         """The job-detail body, undecoded, so a caller can tell an unchanged one at no cost."""
-        return await self._get(f"/v2/{self.project_id}/training-jobs/{job_id}", "detail")
+        return await self._request(self._detail_request(job_id), "detail")
 
     async def get_task_metrics(self, job_id: str, task: str) -> Any:
         """One task's resource usage, decoded (``GET .../metrics/{task}``); see
         ``parse.parse_task_metrics``."""
         path = f"/v2/{self.project_id}/training-jobs/{job_id}/metrics/{quote(task, safe='')}"
-        return (await self._get(path, "metrics")).json()
+        return (await self._request(self._build("GET", path), "metrics")).json()
 
     async def get_job_events(self, job_id: str, *, level: str, limit: int) -> list[dict[str, str]]:
         """The job's newest events of one ``level`` (``Info | Warning | Error``), newest first,
@@ -106,55 +134,132 @@ class ModelArtsClient:
         query = urlencode(
             {"offset": 0, "limit": max(1, min(limit, 100)), "order": "desc", "level": level}
         )
+        path = f"/v2/{self.project_id}/training-jobs/{job_id}/events?{query}"
         try:
             async with asyncio.timeout(self._deadline):
-                body = await self._get(
-                    f"/v2/{self.project_id}/training-jobs/{job_id}/events?{query}", "events"
-                )
+                body = await self._request(self._build("GET", path), "events")
         except TimeoutError as exc:
             raise ApiTimeout("no answer from ModelArts in time: TimeoutError") from exc
         return parse_job_events(body.json())
 
-    async def _get(self, path: str, endpoint: str) -> Body:
-        return await self._request("GET", path, endpoint)
+    async def search_jobs(self, body: dict[str, Any]) -> Any:
+        """One page of the job search (``POST .../training-job-searches``; ``offset`` is a page
+        index), decoded; raises an ``ApiError`` subclass on any failure, like ``get_job``."""
+        path = f"/v2/{self.project_id}/training-job-searches"
+        return (await self._request(self._build("POST", path, json=body), "search")).json()
 
-    async def _request(self, method: str, path: str, endpoint: str, json: Any = None) -> Body:
+    # -- building requests ---------------------------------------------------------------------
+
+    def _build(self, method: str, path: str, json: Any = None) -> httpx.Request:
+        return httpx.Request(
+            method,
+            self._base + path,
+            headers=self._headers,
+            json=json,
+            extensions={"timeout": self._timeouts},
+        )
+
+    def _detail_request(self, job_id: str) -> httpx.Request:
+        """A job's detail GET from what was worked out at its first: the URL parsed once, the
+        headers copied from the client's set, the signer's parts in the ``SigningCache``."""
+        detail = self._details.get(job_id)
+        if detail is None:
+            if len(self._details) >= self._sweep_at:
+                self._details = {j: d for j, d in self._details.items() if self._watched(j)}
+                self._sweep_at = max(_MIN_SWEEP, 2 * len(self._details))
+            url = httpx.URL(f"{self._base}/v2/{self.project_id}/training-jobs/{job_id}")
+            cache = SigningCache() if self._auth is not None else None
+            detail = self._details[job_id] = _Detail(url, cache)
+        extensions: dict[str, Any] = {"timeout": self._timeouts}  # httpx copies it anyway
+        if detail.cache is not None:
+            extensions[SIGNING_CACHE] = detail.cache
+        request = httpx.Request(
+            "GET", detail.url, headers=self._headers, stream=_NO_BODY, extensions=extensions
+        )
+        request.read()  # no body, and now known to have none (the signer asks)
+        return request
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _request(self, request: httpx.Request, endpoint: str) -> Body:
         """The one way a call is made: throttled, capped, deadlined, errors typed, counted."""
         await self._throttle.acquire()
         try:
-            body = await self._send(method, path, json)
+            body = await self._send(request)
         except ApiError as exc:
             self._count(endpoint, exc.result)
             raise
         self._count(endpoint, "ok")
         return body
 
-    async def _send(self, method: str, path: str, json: Any) -> Body:
+    async def _send(self, request: httpx.Request) -> Body:
         try:
             # httpx's timeout bounds each read; the deadline bounds a server that trickles.
-            async with (
-                asyncio.timeout(self._deadline),
-                self._http.stream(method, path, json=json) as streamed,
-            ):
-                response = await _read_capped(streamed)
+            async with asyncio.timeout(self._deadline):
+                response = await self._exchange(request)
+                try:
+                    content = await _read_capped(response)
+                finally:
+                    await response.aclose()
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise ApiTimeout(f"no answer from ModelArts in time: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise NetworkError(f"cannot reach ModelArts: {type(exc).__name__}: {exc}") from exc
         except httpx.DecodingError as exc:  # e.g. a proxy's broken gzip: not a body we can use
             raise InvalidResponse(f"body cannot be decoded: {exc}") from exc
-        if response.status_code == 429:
+        status = response.status_code
+        if status == 429:
             self._throttle.throttled(retry_after(response))
-        elif response.status_code < 300:
+        elif status < 300:
             self._throttle.succeeded()
-        raise_for_status(response)
-        return Body(response.content, request_id(response), response.status_code)
+        if not 200 <= status < 300:
+            raise_for_status(_decoded(response, content))
+        return Body(content, request_id(response), status)
 
-    async def search_jobs(self, body: dict[str, Any]) -> Any:
-        """One page of the job search (``POST .../training-job-searches``; ``offset`` is a page
-        index), decoded; raises an ``ApiError`` subclass on any failure, like ``get_job``."""
-        path = f"/v2/{self.project_id}/training-job-searches"
-        return (await self._request("POST", path, "search", json=body)).json()
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the auth flow, straight to the transport, as
+        ``httpx.AsyncClient.send`` would but for what the monitor never uses: no cookie jar,
+        redirects, event hooks or per-request timeout objects. The response is still open."""
+        if self._auth is None:
+            return await self._transport_send(request)
+        flow = self._auth.async_auth_flow(request)
+        try:
+            request = await flow.__anext__()
+            while True:
+                response = await self._transport_send(request)
+                try:
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+                except BaseException:
+                    await response.aclose()
+                    raise
+                await response.aread()  # the flow asks again (a renewed token): this one is done
+                await response.aclose()
+        finally:
+            await flow.aclose()
+
+    async def _transport_send(self, request: httpx.Request) -> httpx.Response:
+        """One request to the transport. A transport error gets the request it failed on, as
+        ``AsyncClient`` attaches it: ``check`` reads it to tell an unreachable IAM or metadata
+        service from an unreachable ModelArts."""
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        return response
+
+
+class _Detail:
+    """A job's prepared detail GET: its URL, and the signer's cache when there is a signer."""
+
+    __slots__ = ("cache", "url")
+
+    def __init__(self, url: httpx.URL, cache: SigningCache | None) -> None:
+        self.url = url
+        self.cache = cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,28 +289,48 @@ class Body:
 _DECODED = ("content-encoding", "content-length")
 """Headers that describe the bytes on the wire, not the decoded body we keep."""
 
+_NO_BODY = httpx.ByteStream(b"")
+_MIN_SWEEP = 1024
+"""Prepared detail requests held before the first check of which jobs are still watched."""
 
-async def _read_capped(streamed: httpx.Response) -> httpx.Response:
+
+async def _read_capped(streamed: httpx.Response) -> bytes:
     """Read at most ``MAX_BODY_BYTES`` (after decompression, so a gzip bomb stops early too)."""
-    body = bytearray()
-    async for chunk in streamed.aiter_bytes():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
+    chunks: list[bytes] = []
+    size = 0
+    # The raw stream when nothing is to be decoded: httpx's decoder stack costs a poll more
+    # than the rest of reading it. (A response built whole, as a mock transport's, has no
+    # stream left: its decoded bytes are read.)
+    whole = streamed.is_stream_consumed or "content-encoding" in streamed.headers
+    async for chunk in streamed.aiter_bytes() if whole else streamed.aiter_raw():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
             raise InvalidResponse(
                 f"body exceeds {MAX_BODY_BYTES} bytes",
                 status=streamed.status_code,
                 request_id=request_id(streamed, {}),
             )
+    return b"".join(chunks)
+
+
+def _decoded(streamed: httpx.Response, content: bytes) -> httpx.Response:
+    """The response as read, for the error path: its decoded body and the headers that fit."""
     headers = httpx.Headers(
         [(k, v) for k, v in streamed.headers.multi_items() if k.lower() not in _DECODED]
     )
     return httpx.Response(
-        streamed.status_code, headers=headers, content=bytes(body), request=streamed.request
+        streamed.status_code, headers=headers, content=content, request=streamed.request
     )
 
 
 def _not_counted(endpoint: str, result: str) -> None:
     """The default ``RequestCounter``: a client nobody asked to count."""
+
+
+def _nothing_watched(job_id: str) -> bool:
+    """The default of ``keep_prepared``: no job is known to stay, so a full cache is dropped."""
+    return False
 
 
 def tls_verify(ca_file: str | None, insecure: bool) -> ssl.SSLContext | bool:

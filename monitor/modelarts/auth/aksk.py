@@ -16,14 +16,21 @@ Why this module exists and looks the way it does:
 * :class:`SigningKey` is the one place a request is signed: :class:`AkSkAuth` holds one for
   permanent (or configured temporary) credentials, ``metadata.py`` swaps in a new one whenever
   the host's agency credentials are renewed.
+* A request the client sends again and again (a job's detail GET) carries a
+  :class:`SigningCache` in its extensions: its canonical parts are worked out once, by the same
+  code as any request's, and each send only formats the date and computes the two hashes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import math
+import sys
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -34,8 +41,10 @@ from monitor.modelarts.auth.canonical import _lower_headers, canonical_query, ca
 __all__ = [
     "ALGORITHM",
     "DATE_FORMAT",
+    "SIGNING_CACHE",
     "UNSIGNED_HEADERS",
     "AkSkAuth",
+    "SigningCache",
     "SigningKey",
     "canonical_query",
     "canonical_request",
@@ -64,6 +73,7 @@ UNSIGNED_HEADERS = frozenset(
     }
 )
 """Headers :class:`AkSkAuth` leaves out of the signature (lower-case names)."""
+
 
 Mac = Callable[[str], str]
 """Hex HMAC-SHA256 of a string to sign under a secret key the caller cannot see."""
@@ -96,6 +106,16 @@ def _sdk_date(headers: Mapping[str, str]) -> str:
         return datetime.strptime(value, DATE_FORMAT).strftime(DATE_FORMAT)
     except ValueError:
         raise ValueError(f"malformed X-Sdk-Date {value!r}, expected {DATE_FORMAT}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _date_of_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime(DATE_FORMAT)
+
+
+def _sdk_date_of(now: float) -> str:
+    """``X-Sdk-Date`` for Unix time ``now``: whole seconds, so formatted once a second."""
+    return _date_of_second(math.floor(now))
 
 
 def _authorization(
@@ -203,7 +223,7 @@ class SigningKey:
     between two requests.
     """
 
-    __slots__ = ("_mac", "ak", "security_token")
+    __slots__ = ("_mac", "_shared", "ak", "security_token")
 
     def __init__(self, ak: str, sk: str, security_token: str | None = None) -> None:
         if not ak:
@@ -215,6 +235,7 @@ class SigningKey:
         self.ak = ak
         self.security_token = security_token
         self._mac = _mac_for(sk)
+        self._shared: dict[tuple[tuple[bytes, bytes], ...], tuple[tuple[bytes, bytes], ...]] = {}
 
     def __repr__(self) -> str:
         token = ", security_token=***" if self.security_token is not None else ""
@@ -224,10 +245,15 @@ class SigningKey:
         """Sign ``request`` in place on the exact bytes httpx sends, as the SDK does.
 
         Like the SDK's ``Credentials.sign_request``, ``X-Security-Token`` is added *before*
-        signing, so the gateway sees it covered by the signature.
+        signing, so the gateway sees it covered by the signature. A bodiless request with a
+        :class:`SigningCache` is signed from the parts cached there (worked out here first).
         """
+        cache = request.extensions.get(SIGNING_CACHE)
+        if isinstance(cache, SigningCache) and not request.content:
+            self._sign_cached(request, cache, now, project_id)
+            return
         headers = request.headers
-        headers["X-Sdk-Date"] = datetime.fromtimestamp(now, UTC).strftime(DATE_FORMAT)
+        headers["X-Sdk-Date"] = _sdk_date_of(now)
         if "host" not in headers:
             headers["Host"] = request.url.netloc.decode("ascii")
         if project_id is not None:
@@ -244,6 +270,96 @@ class SigningKey:
         headers["Authorization"] = _authorization(
             request.method, path, query, to_sign, request.content, self.ak, self._mac
         )
+
+    def _sign_cached(
+        self, request: httpx.Request, cache: SigningCache, now: float, project_id: str | None
+    ) -> None:
+        parts = cache.parts
+        if parts is None or parts.key is not self or parts.project_id != project_id:
+            parts = cache.parts = self._parts(request, project_id)
+        date = _sdk_date_of(now)
+        text = f"{parts.target}{parts.before}{date}{parts.after}"
+        signature = self._mac(f"{ALGORITHM}\n{date}\n{hashlib.sha256(text.encode()).hexdigest()}")
+        request.url = parts.url
+        request.headers = httpx.Headers(
+            [
+                *parts.headers,
+                (b"X-Sdk-Date", date.encode()),
+                (b"Authorization", f"{parts.authorization}{signature}".encode()),
+            ]
+        )
+
+    def _parts(self, request: httpx.Request, project_id: str | None) -> _Parts:
+        """What every signing of ``request`` shares, found by signing a copy the uncached way
+        and cutting its canonical request around the date."""
+        probe = httpx.Request(request.method, request.url, headers=request.headers)
+        self.sign_request(probe, now=0, project_id=project_id)
+        path, _, query = probe.url.raw_path.decode("ascii").partition("?")
+        to_sign = {k: v for k, v in probe.headers.items() if k.lower() not in UNSIGNED_HEADERS}
+        to_sign["x-sdk-date"] = _DATE_MARK
+        text, signed_headers = canonical_request(probe.method, path, query, to_sign, b"")
+        before, mark, after = text.partition(f"\nx-sdk-date:{_DATE_MARK}\n")
+        if not mark:  # cannot happen: the date is a signed header like any other
+            raise ValueError("X-Sdk-Date is not in the canonical request")
+        # Only the first lines (method, URI, query) differ from job to job; the rest is shared
+        # (interned), so 10,000 jobs keep one copy of the headers and of the text around the
+        # date. Host is signed and sorts before the date, so a header line always comes first.
+        method, uri, query, shared = before.split("\n", 3)
+        dropped = (b"x-sdk-date", b"authorization")
+        headers = tuple((k, v) for k, v in probe.headers.raw if k.lower() not in dropped)
+        if len(self._shared) < _SHARED_HEADER_SETS:
+            headers = self._shared.setdefault(headers, headers)
+        return _Parts(
+            key=self,
+            project_id=project_id,
+            url=probe.url,
+            headers=headers,
+            target=f"{method}\n{uri}\n{query}\n",
+            before=sys.intern(f"{shared}\nx-sdk-date:"),
+            after=sys.intern(f"\n{after}"),
+            authorization=sys.intern(
+                f"{ALGORITHM} Access={self.ak}, SignedHeaders={signed_headers}, Signature="
+            ),
+        )
+
+
+SIGNING_CACHE = "modelarts_monitor.signing_cache"
+"""The request extension that carries a :class:`SigningCache`."""
+
+_SHARED_HEADER_SETS = 16  # header sets a key shares among its cached requests (one a client)
+
+_DATE_MARK = "\x00"  # the date while the cached parts are cut; no header value can hold it
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """Out of ``repr``: the headers and the canonical request carry the security token."""
+
+    key: SigningKey
+    project_id: str | None
+    url: httpx.URL
+    headers: tuple[tuple[bytes, bytes], ...] = field(repr=False)  # all but date and signature
+    target: str = field(repr=False)  # the canonical request's method, URI and query lines,
+    before: str = field(repr=False)  # the rest of it up to the date's value ...
+    after: str = field(repr=False)  # ... and after it
+    authorization: str = field(repr=False)  # the Authorization value up to the signature
+
+
+class SigningCache:
+    """Where a request that is sent again and again keeps its signing parts (``SIGNING_CACHE``).
+
+    The sender promises to build the request the same way every time (method, URL, headers, no
+    body); a new key (renewed temporary credentials) or project id works the parts out anew.
+    Empty until the first signing, and it holds no secret: the key in it is a ``SigningKey``.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: _Parts | None = None
+
+    def __repr__(self) -> str:
+        return f"SigningCache(filled={self.parts is not None})"
 
 
 class AkSkAuth(httpx.Auth):

@@ -20,6 +20,7 @@ from monitor.config.settings import PollSettings, RetrySettings
 from monitor.core.state import JobState
 from monitor.daemon.handoff import Failed
 from monitor.errors import StateError
+from monitor.modelarts import client as client_module
 from tests.conftest import SEED_ID, job_doc, wait_for
 from tests.unit.daemon.conftest import LABELS, NOW, JobPath, job_path, sample
 
@@ -503,3 +504,21 @@ async def test_slow_jobs_share_a_quarter_of_the_slots_and_healthy_jobs_keep_thei
         await asyncio.wait_for(asyncio.gather(*polls), 5)
         assert sorted(inside) == sorted([*slow, healthy])
         assert not any(path.health(j).slow for j in slow), "a quick poll leaves the lane"
+
+
+async def test_a_job_the_book_no_longer_watches_frees_its_prepared_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each client keeps a job's prepared detail GET only while the book watches the job: when
+    the cache is next checked, an unwatched job's entry goes and the watched jobs' stay."""
+    monkeypatch.setattr(client_module, "_MIN_SWEEP", 2)
+    third = "7c0d2f7e-0000-4000-8000-000000000003"
+    async with make_rig(tmp_path) as rig:
+        for job in (OTHER_ID, third):
+            rig.book.watch(job, LABELS)
+        await rig.poll(SEED_ID, ok(job_id=SEED_ID))
+        await rig.poll(OTHER_ID, ok(job_id=OTHER_ID))
+        rig.book.unwatch(SEED_ID)
+        await rig.poll(third, ok(job_id=third))  # finds the cache full: checked
+
+        assert rig.client.prepared_jobs() == {OTHER_ID, third}

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from monitor.modelarts.auth.aksk import (
     DATE_FORMAT,
+    SIGNING_CACHE,
     UNSIGNED_HEADERS,
     AkSkAuth,
+    SigningCache,
     canonical_query,
     canonical_request,
     sign,
@@ -666,3 +668,76 @@ def test_without_a_security_token_no_header_is_sent() -> None:
     """Permanent AK/SK send no X-Security-Token (the gateway would reject an empty one)."""
     received, _ = send(AkSkAuth(AK, SK, clock=fixed_clock()), httpx.Request("GET", JOB_URL))
     assert "X-Security-Token" not in received.headers
+
+
+# --- a request sent again and again: the cached signing parts ---------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    segments=st.lists(_SEGMENT.filter(lambda s: s not in {".", ".."}), max_size=4),
+    query=query_pairs,
+    extra=st.dictionaries(
+        st.sampled_from(["Accept", "User-Agent", "X-Trace", "x_under", "Connection"]),
+        st.text(alphabet=string.ascii_letters + string.digits + " ;,=/", max_size=8).map(str.strip),
+        max_size=4,
+    ),
+    project_id=st.one_of(st.none(), st.just("PROJ")),
+    token=st.one_of(st.none(), st.just(TOKEN)),
+)
+def test_a_cached_request_is_signed_exactly_as_an_uncached_one_for_the_same_date(
+    segments: list[str],
+    query: list[tuple[str, str]],
+    extra: dict[str, str],
+    project_id: str | None,
+    token: str | None,
+) -> None:
+    """A request carrying a ``SigningCache`` (a job's detail GET) goes out with the URL, headers
+    and signature the uncached path gives for the same date, byte for byte, on its first send
+    and on later ones, whose parts come from the cache."""
+    now = [EPOCH]
+    auth = AkSkAuth(AK, SK, project_id=project_id, security_token=token, clock=lambda: now[0])
+    path = "/" + "/".join(quote(s, safe="") for s in segments)
+    url = BASE + path + ("?" + urlencode(query) if query else "")
+    cache = SigningCache()
+    for at in (EPOCH, EPOCH + 61.7, EPOCH + 3600):
+        now[0] = at
+        cached, _ = send(
+            auth, httpx.Request("GET", url, headers=extra, extensions={SIGNING_CACHE: cache})
+        )
+        plain, _ = send(auth, httpx.Request("GET", url, headers=extra))
+
+        assert cached.headers["Authorization"] == plain.headers["Authorization"]
+        assert sorted(cached.headers.multi_items()) == sorted(plain.headers.multi_items())
+        assert cached.url.raw_path == plain.url.raw_path
+        target = cached.url.raw_path.decode()
+        assert verify("GET", target, cached.headers, b"", secrets(), now=at) is None
+    assert cache.parts is not None
+
+
+def test_a_cached_request_signed_with_another_key_is_signed_with_that_key() -> None:
+    """Renewed temporary credentials (a new key and token) sign the next send of a cached
+    request: the parts are worked out again, not reused from the old key."""
+    cache = SigningCache()
+    old = AkSkAuth(AK, SK, security_token=TOKEN, clock=fixed_clock())
+    new = AkSkAuth("AKNEW", "SKNEW", security_token=TOKEN + "2", clock=fixed_clock())
+    send(old, httpx.Request("GET", JOB_URL, extensions={SIGNING_CACHE: cache}))
+    received, _ = send(new, httpx.Request("GET", JOB_URL, extensions={SIGNING_CACHE: cache}))
+
+    assert received.headers["X-Security-Token"] == TOKEN + "2"
+    target = received.url.raw_path.decode()
+    keys = secrets("AKNEW", "SKNEW")
+    assert verify("GET", target, received.headers, b"", keys, now=EPOCH) is None
+
+
+def test_a_signing_cache_shows_no_credential() -> None:
+    """What the cache keeps for a job shows neither the secret nor the security token."""
+    cache = SigningCache()
+    send(
+        AkSkAuth(AK, SECRET, security_token=TOKEN, clock=fixed_clock()),
+        httpx.Request("GET", JOB_URL, extensions={SIGNING_CACHE: cache}),
+    )
+    assert cache.parts is not None
+    for text in (repr(cache), repr(cache.parts), str(cache.parts)):
+        assert SECRET not in text
+        assert TOKEN not in text

@@ -23,8 +23,10 @@ from monitor.errors import (
     ServerError,
     TransientError,
 )
-from monitor.modelarts.auth.aksk import AkSkAuth
+from monitor.modelarts import client as client_module
+from monitor.modelarts.auth.aksk import SIGNING_CACHE, AkSkAuth, verify
 from monitor.modelarts.client import MAX_BODY_BYTES, ModelArtsClient
+from monitor.modelarts.transport import Transport, build_transport
 from monitor.simulator import Simulator, parse_scenario, start, stop
 from tests.conftest import SEED_ID, job_doc
 
@@ -417,3 +419,126 @@ async def test_a_200_nested_deeper_than_any_answer_is_an_invalid_response_not_a_
 
     assert type(exc) is InvalidResponse
     assert "nested too deeply" in str(exc)
+
+
+# --- the poll path: prepared once per job, nothing kept between requests ----------------------
+
+
+async def test_each_detail_get_of_a_job_is_signed_afresh_from_what_was_prepared_once() -> None:
+    """Three polls of a job go out to the same URL with the same headers, each with its own
+    date and a signature the gateway accepts; the signing parts are the job's, kept."""
+    now = iter([1_700_000_000.0, 1_700_000_001.0, 1_700_000_002.0])
+    received: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200, json=job_doc())
+
+    auth = AkSkAuth(AK, SK, project_id=PROJECT, clock=lambda: next(now))
+    transport = httpx.MockTransport(handler)
+    async with ModelArtsClient(ENDPOINT, PROJECT, auth=auth, transport=transport) as client:
+        for _ in range(3):
+            await client.get_job(SEED_ID)
+
+    assert {str(r.url) for r in received} == {f"{ENDPOINT}/v2/{PROJECT}/training-jobs/{SEED_ID}"}
+    assert len({r.headers["X-Sdk-Date"] for r in received}) == 3
+    for request, at in zip(received, (1_700_000_000, 1_700_000_001, 1_700_000_002), strict=True):
+        target = request.url.raw_path.decode()
+        assert verify("GET", target, request.headers, b"", {AK: SK}.get, now=at) is None
+    assert received[0].extensions[SIGNING_CACHE] is received[2].extensions[SIGNING_CACHE]
+
+
+async def test_a_poll_sends_the_headers_the_monitor_always_sent() -> None:
+    """Sending straight to the transport changes nothing on the wire: the same header set as
+    the ``httpx.AsyncClient`` the client used to be built on (compressed bodies still asked)."""
+    received: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200, json=job_doc())
+
+    async with ModelArtsClient(ENDPOINT, PROJECT, transport=httpx.MockTransport(handler)) as c:
+        await c.get_job(SEED_ID)
+        await c.get_job_events(SEED_ID, level="Error", limit=5)
+
+    for request in received:
+        assert dict(request.headers) == {
+            "host": "modelarts.example.com",
+            "accept": "application/json",
+            "accept-encoding": "gzip, deflate",
+            "connection": "keep-alive",
+            "user-agent": "modelarts-monitor",
+        }
+
+
+@pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+async def test_a_cookie_the_api_sets_is_never_sent_back(
+    kind: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither transport keeps a ``Set-Cookie``: the monitor needs none, and a jar costs every
+    request a lookup and every response a parse."""
+    from aiohttp import web
+
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    cookies: list[str | None] = []
+
+    async def detail(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        response = web.json_response(job_doc())
+        response.set_cookie("session", "abc", path="/")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", detail)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    # A host name, not an IP: cookie jars refuse cookies for IP addresses.
+    url = f"http://localhost:{runner.addresses[0][1]}"
+    transport = build_transport(kind, verify=True, max_connections=2, endpoint=url)
+    try:
+        async with ModelArtsClient(url, PROJECT, transport=transport) as client:
+            for _ in range(3):
+                await client.get_job(SEED_ID)
+    finally:
+        await runner.cleanup()
+
+    assert cookies == [None, None, None]
+
+
+async def prepare(client: ModelArtsClient, *jobs: str) -> None:
+    for job in jobs:
+        await client.get_job_body(job)
+
+
+async def test_a_job_that_leaves_frees_its_prepared_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-job cache holds only watched jobs once it has grown: whenever it doubles, the
+    entries of jobs no longer watched go, the others stay."""
+    monkeypatch.setattr(client_module, "_MIN_SWEEP", 4)
+    watched = {"a", "b", "c", "d", "e"}
+    transport = httpx.MockTransport(answer(200, job_doc()))
+    async with ModelArtsClient(ENDPOINT, PROJECT, transport=transport) as client:
+        client.keep_prepared(watched.__contains__)
+        await prepare(client, "a", "b", "c", "d", "e")  # the 5th finds 4: all watched, kept
+        watched -= {"a", "b"}
+        watched |= {"f", "g", "h"}
+        await prepare(client, "f", "g", "h")  # the 8th entry's job finds 7: no check yet
+        assert client.prepared_jobs() == {"a", "b", "c", "d", "e", "f", "g", "h"}
+        watched.add("i")
+        await prepare(client, "i")  # finds 8, twice the 4 left at the last check
+
+        assert client.prepared_jobs() == {"c", "d", "e", "f", "g", "h", "i"}
+
+
+async def test_without_being_told_which_jobs_stay_the_cache_is_still_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "_MIN_SWEEP", 4)
+    transport = httpx.MockTransport(answer(200, job_doc()))
+    async with ModelArtsClient(ENDPOINT, PROJECT, transport=transport) as client:
+        await prepare(client, *(f"job-{i}" for i in range(50)))
+
+        assert len(client.prepared_jobs()) <= 4
