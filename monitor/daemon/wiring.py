@@ -148,7 +148,9 @@ def build_client(
     api, poll = target.api, target.poll
     verify = tls_verify(api.ca_file, api.insecure_skip_verify)
     if transport is None:
-        transport = build_transport(api.transport, verify=verify, max_connections=poll.concurrency)
+        transport = build_transport(
+            api.transport, verify=verify, max_connections=poll.concurrency, endpoint=endpoint
+        )
     return ModelArtsClient(
         endpoint,
         api.project_id,

@@ -222,6 +222,25 @@ async def test_the_client_goes_through_the_http_proxy_from_the_environment(
     assert forward.seen == [f"{http_url}/v2/{PROJECT}/training-jobs/{BERT}"]
 
 
+async def test_the_daemons_client_on_the_default_aiohttp_transport_honours_the_proxy_too(
+    proxy: tuple[ForwardProxy, int], http_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README says proxies come from the environment; the default transport is aiohttp's,
+    which does not read the environment itself, so the client is built with the proxy for its
+    endpoint."""
+    from monitor.config.loading import parse_settings
+    from monitor.daemon.wiring import build_client
+
+    forward, port = proxy
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    doc = {"api": {"endpoint": http_url, "project_id": PROJECT}, "auth": {"type": "none"}}
+    settings = parse_settings(doc, env={})
+    assert settings.api is not None and settings.api.transport == "aiohttp"
+    async with build_client(settings) as client:
+        assert parse_job(await client.get_job(BERT), BERT).name == "bert-pretrain"
+    assert forward.seen == [f"{http_url}/v2/{PROJECT}/training-jobs/{BERT}"]
+
+
 async def test_without_the_proxy_variable_the_client_goes_direct(
     proxy: tuple[ForwardProxy, int], http_url: str
 ) -> None:
