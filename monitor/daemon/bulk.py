@@ -59,7 +59,7 @@ import structlog
 from monitor.config.settings import DiscoverySettings, SearchFilter
 from monitor.config.targets import Target
 from monitor.core.job import PHASES, TERMINAL_PHASES
-from monitor.daemon.discovery import MAX_PAGES, Search, read_page, search_body
+from monitor.daemon.discovery import MAX_PAGES, Search, SearchFailures, read_page, search_body
 from monitor.daemon.handoff import JobView, Observed, PollOutcome, Unchanged
 from monitor.daemon.jobs import JobBook
 from monitor.daemon.poller import Poller
@@ -141,8 +141,7 @@ class BulkPolling:
         self._started = clock()
         """Rounds run from here on: a covered job's timer waits for them, even at start."""
         self._inflight: set[str] = set()
-        self._errors: dict[str, tuple[object, ...]] = {}
-        """The last search error logged per workspace (logged again only when it changes)."""
+        self._failures = SearchFailures(log, "bulk_search_failed", "bulk_search_recovered")
         self._unusable: dict[str, str] = {}
         """The last unusable-item problem logged per job."""
         self.rounds = 0
@@ -296,22 +295,12 @@ class BulkPolling:
         """Each workspace's search failure logged once per distinct error, its recovery once."""
         waiting = set(report.waiting)
         for workspace, jobs in workspaces.items():
-            exc = report.errors.get(workspace)
-            if exc is None:
-                if self._errors.pop(workspace, None) is not None:
-                    log.info("bulk_search_recovered", workspace=workspace)
-                continue
-            key = (type(exc).__name__, exc.status, exc.error_code)
-            if key != self._errors.get(workspace):
-                log.warning(
-                    "bulk_search_failed",
-                    workspace=workspace,
-                    result=exc.result,
-                    error=str(exc),
-                    jobs_waiting=len(waiting.intersection(jobs)),
-                    note="they wait for the next round",
-                )
-                self._errors[workspace] = key
+            self._failures.report(
+                workspace,
+                report.errors.get(workspace),
+                jobs_waiting=len(waiting.intersection(jobs)),
+                note="they wait for the next round",
+            )
         for workspace in report.truncated:
             log.warning("bulk_search_truncated", workspace=workspace, pages=self._max_pages)
 

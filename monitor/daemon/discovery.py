@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Set
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,8 +187,7 @@ class Discovery:
         self.members: dict[str, dict[str, str]] = {}
         """Discovered jobs (stored), with the labels they were watched with."""
         self.rounds = 0
-        self._errors: dict[str, tuple[object, ...]] = {}
-        """The last error logged per workspace (logged again only when it changes)."""
+        self._failures = SearchFailures(log, "discovery_failed", "discovery_recovered")
         self._skips_logged: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -294,23 +293,35 @@ class Discovery:
                 pages=self._max_pages,
                 note="narrow discovery.filters",
             )
-        for workspace in self._errors.keys() - set(self.settings.workspaces):
-            del self._errors[workspace]  # no longer searched (a reload)
+        self._failures.keep(self.settings.workspaces)  # a reload may drop workspaces
         for workspace in self.settings.workspaces:
-            self._log_error(workspace, result.errors.get(workspace))
+            self._failures.report(workspace, result.errors.get(workspace))
 
-    def _log_error(self, workspace: str, exc: ApiError | None) -> None:
-        """Each workspace's failure logged once per distinct error, and its recovery once."""
+
+class SearchFailures:
+    """Each workspace's search failure logged once per distinct error, and its recovery once:
+    a search failing every round must not flood the log. For discovery and bulk rounds alike."""
+
+    def __init__(self, logger: Any, failed: str, recovered: str) -> None:
+        self._log, self._failed, self._recovered = logger, failed, recovered
+        self._errors: dict[str, tuple[object, ...]] = {}
+        """The last error logged per workspace (logged again only when it changes)."""
+
+    def keep(self, workspaces: Iterable[str]) -> None:
+        """Forget the workspaces no longer searched."""
+        for workspace in self._errors.keys() - set(workspaces):
+            del self._errors[workspace]
+
+    def report(self, workspace: str, exc: ApiError | None, **context: object) -> None:
+        """A workspace's search came to ``exc`` (None: it worked); ``context`` goes with a
+        failure's line."""
         if exc is None:
             if self._errors.pop(workspace, None) is not None:
-                log.info("discovery_recovered", workspace=workspace)
+                self._log.info(self._recovered, workspace=workspace)
             return
         key = (type(exc).__name__, exc.status, exc.error_code)
         if key != self._errors.get(workspace):
-            log.warning(
-                "discovery_failed",
-                workspace=workspace,
-                result=exc.result,
-                error=str(exc),
+            self._log.warning(
+                self._failed, workspace=workspace, result=exc.result, error=str(exc), **context
             )
             self._errors[workspace] = key
