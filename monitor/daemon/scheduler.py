@@ -110,6 +110,10 @@ class PollScheduler:
         running = self._scheduler.running
         if running:
             self._scheduler.pause()
+            # A run the executor submitted just before the pause is a task that has not started
+            # yet, so it is not in _inflight: one turn of the loop lets it start and register,
+            # and it gets its grace instead of being cancelled by shutdown() mid-request.
+            await asyncio.sleep(0)
         inflight = set(self._inflight)
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=grace)
