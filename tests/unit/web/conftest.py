@@ -4,8 +4,12 @@ person sees rather than substrings of the markup."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+
+import httpx
+from aiohttp import web
 
 VOID = {"meta", "link", "br", "img", "input", "hr", "col", "area", "base", "wbr", "source"}
 
@@ -82,3 +86,17 @@ def dom(page: str) -> Node:
 HOSTILE = "</title><script>alert(1)</script>\"' ]]> & <img src=x onerror=alert(2)>"
 """A name or reason that would run script, leave an attribute or end a CDATA section if any
 page forgot to escape it."""
+
+
+async def serve(app: web.Application) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` on a free loopback port, and a client for it; both stopped when done."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", trust_env=False) as client:
+            yield client
+    finally:
+        await runner.cleanup()

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from aiohttp import web
 
 from monitor.core.events import rfc3339
 from monitor.core.job import JobSnapshot
@@ -16,7 +15,7 @@ from monitor.web.job_page import JobPage
 from monitor.web.pages import JobRow
 from monitor.web.server import create_app
 from tests.conftest import SEED_ID
-from tests.unit.web.conftest import HOSTILE, dom
+from tests.unit.web.conftest import HOSTILE, dom, serve
 
 NOW = 1_800_000_000.0
 BODY = b'# HELP modelarts_monitor_up 1 if ...\n# TYPE modelarts_monitor_up gauge\nmodelarts_monitor_up{job_id="x"} 1\n'
@@ -78,16 +77,8 @@ def backend() -> Backend:
 @pytest.fixture
 async def http(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(metrics=backend.metrics, ready=backend.ready, pages=Pages(backend))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", trust_env=False) as client:
-            yield client
-    finally:
-        await runner.cleanup()
+    async for client in serve(app):
+        yield client
 
 
 async def test_metrics_serves_the_body_as_prometheus_text(

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from aiohttp import web
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -22,6 +21,7 @@ from monitor.web.pages import JobRow
 from monitor.web.server import WRITE_SLICE, create_app, wants_openmetrics
 from tests.conftest import job_doc
 from tests.unit.exposition.conftest import NOW, state_of
+from tests.unit.web.conftest import serve
 
 PROMETHEUS = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -61,19 +61,6 @@ class Daemon:
             state = state_of(job_doc(job_id=f"job-{i:05d}", name=f"train-{i}"))
             self.series.update(state, {"team": "nlp"})
             self.series.set_health(state.job_id, True, NOW)
-
-
-async def serve(app: web.Application) -> AsyncIterator[httpx.AsyncClient]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", trust_env=False) as client:
-            yield client
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
