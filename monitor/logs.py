@@ -49,11 +49,9 @@ def configure(
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
-    # Libraries that log through the standard library (APScheduler, aiohttp) go to stderr at
-    # warning level so their chatter cannot drown the monitor's own lines.
+    # Libraries that log through the standard library (aiohttp) go to stderr at warning level
+    # so their chatter cannot drown the monitor's own lines.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
-    # Skipped runs are counted as a metric (scheduler.py), not logged once per job and run.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

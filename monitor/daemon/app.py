@@ -124,7 +124,7 @@ class App:
         )
         self.scheduler = PollScheduler(
             jitter=s.jitter_for_interval,
-            on_skip=lambda reason: self.metrics.polls_skipped.labels(reason).inc(),
+            on_skip=lambda reason, count: self.metrics.polls_skipped.labels(reason).inc(count),
         )
         self.book = JobBook(
             store=self.store,

@@ -194,21 +194,96 @@ async def test_stop_without_polls_in_flight_returns_at_once(fake: FakePoller) ->
     assert fake.calls["a"] == 0
 
 
-async def test_runs_skipped_because_the_previous_poll_overran_are_reported() -> None:
+class StepClock:
+    """The scheduler's clock, moved by the test: the loop still runs the timers, but which
+    grid times have passed is the test's to say."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_grid_times_that_pass_while_a_poll_runs_are_skipped_as_overrun() -> None:
     release = asyncio.Event()
-    skipped: list[str] = []
+    skipped: list[tuple[str, int]] = []
+    calls: list[float] = []
+    clock = StepClock()
 
     async def stuck(job_id: str) -> None:
+        calls.append(clock.now)
         await release.wait()
 
-    scheduler = PollScheduler(on_skip=skipped.append)
+    scheduler = PollScheduler(on_skip=lambda reason, n: skipped.append((reason, n)), clock=clock)
     scheduler.start(stuck)
-    scheduler.add("job", 0.05, 0, first_within=0.01)
+    scheduler.add("job", 1.0, 0, first_within=0)
     try:
-        await wait_for(lambda: len(skipped) >= 3)
-        assert set(skipped) == {"overrun"}
-    finally:
+        await wait_for(lambda: len(calls) == 1)
+        clock.now += 3.5  # the grid times +1, +2 and +3 pass while the poll runs
         release.set()
+        await wait_for(lambda: "job" not in scheduler.in_flight())
+        assert skipped == [("overrun", 3)]
+        assert len(calls) == 1  # never a second poll at the same time, never a catch-up burst
+    finally:
+        await scheduler.stop(1)
+
+
+async def test_grid_times_the_busy_loop_could_not_start_are_skipped_as_missed() -> None:
+    skipped: list[tuple[str, int]] = []
+    calls: list[float] = []
+    clock = StepClock()
+
+    async def poll(job_id: str) -> None:
+        calls.append(clock.now)
+
+    scheduler = PollScheduler(on_skip=lambda reason, n: skipped.append((reason, n)), clock=clock)
+    scheduler.add("job", 1.0, 0, first_within=0)
+    clock.now += 2.5  # the loop is busy for two and a half intervals before it starts polling
+    scheduler.start(poll)
+    try:
+        await wait_for(lambda: len(calls) == 1)
+        assert skipped == [("missed", 2)]  # one poll stands for the three due
+    finally:
+        await scheduler.stop(1)
+
+
+async def test_a_poll_fired_in_the_same_turn_as_stop_gets_its_grace(fake: FakePoller) -> None:
+    scheduler = PollScheduler()
+    fake.duration["a"] = 0.05
+    scheduler.add("a", 30, 0, first_within=0)
+    scheduler.start(fake.poll)
+    # Fired, but its task has not run a step yet: the moment a shutdown used to cancel it.
+    for _ in range(1000):  # a loop turn at a time, until the timer has fired
+        if scheduler.in_flight():
+            break
+        await asyncio.sleep(0)
+    assert scheduler.in_flight() == {"a"}
+    assert fake.calls["a"] == 0
+    await asyncio.wait_for(scheduler.stop(5), 5)
+    assert fake.finished["a"] == 1
+    assert fake.cancelled["a"] == 0
+
+
+async def test_polls_keep_to_the_jobs_grid_however_long_each_takes() -> None:
+    clock = StepClock()
+    anchor = clock.now
+    calls: list[float] = []
+
+    async def poll(job_id: str) -> None:
+        calls.append(clock.now)
+        clock.now += 0.3 * INTERVAL  # each poll takes 0.3 of an interval
+
+    scheduler = PollScheduler(clock=clock)
+    scheduler.add("job", INTERVAL, 0, first_within=0)
+    scheduler.start(poll)
+    try:
+        for k in range(1, 4):
+            await wait_for(lambda k=k: len(calls) == k)  # type: ignore[misc]
+            clock.now = anchor + k * INTERVAL  # the next grid time comes
+        await wait_for(lambda: len(calls) == 4)
+        assert [round((t - anchor) / INTERVAL, 6) for t in calls] == [0, 1, 2, 3]  # no drift
+    finally:
         await scheduler.stop(1)
 
 
