@@ -1,9 +1,9 @@
 """When a job's polls are due: a fixed grid per job, coalesced when a poll runs late or long.
 
 A job polled every ``interval`` seconds has scheduled times on a grid, ``anchor + k *
-interval`` (its first poll's time is the anchor, so the grid never drifts with the polls'
-durations). Each poll fires at its grid time plus the job's jitter, which spreads thousands of
-jobs sharing an interval across it. Two things can put a job off its grid, and each is
+interval``, fixed when the job is added (so it never drifts with the polls' durations) and
+spread across the interval (``anchor_for``). Each poll fires at its grid time plus the job's
+jitter. Two things can put a job off its grid, and each is
 coalesced the same way: the job is polled once, at the latest time due, never twice to catch
 up, and the grid times that passed without a poll are counted as skipped, so the operator sees
 them (``modelarts_monitor_polls_skipped_total``):
@@ -21,6 +21,14 @@ loop that acts on them is ``daemon/scheduler.py``.
 from __future__ import annotations
 
 import math
+
+
+def anchor_for(first: float, interval: float, phase: float) -> float:
+    """The grid of a job whose first poll fires at ``first``: its later polls come between half
+    an interval and an interval after it, at ``phase`` (in [0, 1)) of that span. Thousands of
+    jobs whose first polls all fire in the first second (so the first round ends soon) would
+    otherwise stay a herd, every interval, for as long as the process runs."""
+    return first - phase * interval / 2
 
 
 def index_at(anchor: float, interval: float, now: float) -> int:

@@ -7,6 +7,10 @@ poll costs a heap pop, a push and a task, where APScheduler's job store (which t
 spent about a third of a saturated daemon's CPU re-sorting its jobs, building events and
 raising ``MaxInstancesReachedError`` for every job still waiting for a slot.
 
+Every job's first poll comes soon (within a second when it is added), so the first round ends
+soon; its later polls are spread over the interval (``anchor_for``), so the API sees a steady
+rate instead of a herd of every job at once, every interval.
+
 A job has at most one poll in flight and, while it has one, no timer: the next grid time is
 chosen when the poll ends (``following``), so a job is never polled twice at once and a
 saturated process polls every job in the order its polls fell due, instead of piling up runs.
@@ -24,7 +28,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
-from monitor.core.schedule import coalesce, fire_time, following, spread
+from monitor.core.schedule import anchor_for, coalesce, fire_time, following, spread
 from monitor.logs import get_logger
 
 PollFn = Callable[[str], Awaitable[None]]
@@ -33,14 +37,18 @@ log = get_logger("monitor.scheduler")
 
 
 class _Timer:
-    """One job's grid: the next index to poll for; replaced whole when the timing changes."""
+    """One job's grid: the next index to poll for; replaced whole when the timing changes.
+    Index 0 fires at ``first``, within the first interval of the grid."""
 
-    __slots__ = ("anchor", "index", "interval", "jitter", "token")
+    __slots__ = ("anchor", "first", "index", "interval", "jitter", "token")
 
-    def __init__(self, interval: float, jitter: float, anchor: float, token: int) -> None:
+    def __init__(
+        self, interval: float, jitter: float, first: float, phase: float, token: int
+    ) -> None:
         self.interval = interval
         self.jitter = jitter
-        self.anchor = anchor
+        self.first = first
+        self.anchor = anchor_for(first, interval, phase)
         self.index = 0
         self.token = token
 
@@ -95,8 +103,8 @@ class PollScheduler:
         timer = self._timers.get(job_id)
         if timer is not None and (timer.interval, timer.jitter) == (interval, jitter):
             return
-        anchor = self._clock() + self._random.uniform(0, first_within)
-        timer = _Timer(interval, jitter, anchor, next(self._tokens))
+        first = self._clock() + self._random.uniform(0, first_within)
+        timer = _Timer(interval, jitter, first, self._random.uniform(0, 1), next(self._tokens))
         self._timers[job_id] = timer
         if job_id not in self._inflight:
             self._push(job_id, timer)
@@ -131,12 +139,11 @@ class PollScheduler:
     # -- the loop side -----------------------------------------------------------------------
 
     def _push(self, job_id: str, timer: _Timer) -> None:
-        offset = (
-            0.0
-            if timer.index == 0
-            else self._random.uniform(0, spread(timer.jitter, timer.interval))
-        )
-        at = fire_time(timer.anchor, timer.interval, timer.index, offset)
+        if timer.index == 0:
+            at = timer.first
+        else:
+            offset = self._random.uniform(0, spread(timer.jitter, timer.interval))
+            at = fire_time(timer.anchor, timer.interval, timer.index, offset)
         heapq.heappush(self._heap, (at, timer.token, job_id))
         if at < self._armed_for:
             self._arm()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.core.schedule import coalesce, fire_time, following, spread
+from monitor.core.schedule import anchor_for, coalesce, fire_time, following, spread
 
 ANCHOR, INTERVAL = 100.0, 10.0
 
@@ -56,3 +56,17 @@ def test_jitter_is_kept_within_half_an_interval(
     jitter: float, interval: float, expected: float
 ) -> None:
     assert spread(jitter, interval) == expected
+
+
+@pytest.mark.parametrize(
+    ("phase", "second_poll_after"),
+    [(0.0, 10.0), (0.5, 7.5), (0.999, 5.005)],
+)
+def test_a_jobs_later_polls_come_between_half_an_interval_and_an_interval_after_its_first(
+    phase: float, second_poll_after: float
+) -> None:
+    first = 103.0
+    anchor = anchor_for(first, INTERVAL, phase)
+    assert coalesce(anchor, INTERVAL, 0, first) == (0, 0)  # the first poll is grid time 0
+    second, _ = following(anchor, INTERVAL, 0, first + 0.5)
+    assert fire_time(anchor, INTERVAL, second, 0.0) - first == pytest.approx(second_poll_after)

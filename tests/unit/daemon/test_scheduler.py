@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -194,6 +195,17 @@ async def test_stop_without_polls_in_flight_returns_at_once(fake: FakePoller) ->
     assert fake.calls["a"] == 0
 
 
+class Fixed(random.Random):
+    """The scheduler's random source, always the same fraction of each range it is asked for."""
+
+    def __init__(self, fraction: float) -> None:
+        super().__init__(0)
+        self.fraction = fraction
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.fraction
+
+
 class StepClock:
     """The scheduler's clock, moved by the test: the loop still runs the timers, but which
     grid times have passed is the test's to say."""
@@ -274,7 +286,7 @@ async def test_polls_keep_to_the_jobs_grid_however_long_each_takes() -> None:
         calls.append(clock.now)
         clock.now += 0.3 * INTERVAL  # each poll takes 0.3 of an interval
 
-    scheduler = PollScheduler(clock=clock)
+    scheduler = PollScheduler(clock=clock, rng=Fixed(0.0))
     scheduler.add("job", INTERVAL, 0, first_within=0)
     scheduler.start(poll)
     try:
@@ -283,6 +295,28 @@ async def test_polls_keep_to_the_jobs_grid_however_long_each_takes() -> None:
             clock.now = anchor + k * INTERVAL  # the next grid time comes
         await wait_for(lambda: len(calls) == 4)
         assert [round((t - anchor) / INTERVAL, 6) for t in calls] == [0, 1, 2, 3]  # no drift
+    finally:
+        await scheduler.stop(1)
+
+
+async def test_jobs_added_together_are_polled_at_once_then_spread_over_the_interval() -> None:
+    clock = StepClock()
+    added = clock.now
+    calls: list[tuple[str, float]] = []
+
+    async def poll(job_id: str) -> None:
+        calls.append((job_id, clock.now))
+
+    # The random source puts every job's later polls at 0.5 of the span it may use.
+    scheduler = PollScheduler(clock=clock, rng=Fixed(0.5))
+    scheduler.add("job", 0.1, 0, first_within=0.02)  # the test's loop waits are the clock's
+    scheduler.start(poll)
+    try:
+        clock.now = added + 0.01  # the first poll: soon, within first_within
+        await wait_for(lambda: len(calls) == 1)
+        clock.now = added + 0.01 + 0.075  # 0.5 of the way from half an interval to an interval
+        await wait_for(lambda: len(calls) == 2)
+        assert [round(t - added, 6) for _, t in calls] == [0.01, 0.085]
     finally:
         await scheduler.stop(1)
 
