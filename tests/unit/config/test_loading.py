@@ -1,5 +1,6 @@
 """loading.py: a config file read under bounds, and every YAML it can read but not use refused
-with one line naming its place, in the library and in each command."""
+with one line naming its place, in the library and in each command; each test once with
+libyaml's parser and once with PyYAML's pure-Python one (``yaml_parser``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from monitor.cli.main import main
-from monitor.config.loading import MAX_ALIAS_VALUES, MAX_CONFIG_BYTES, MAX_DEPTH, load_settings
+from monitor.config.loading import MAX_CONFIG_BYTES, load_settings
+from monitor.config.yaml_tree import MAX_ALIAS_VALUES, MAX_DEPTH
 from monitor.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("yaml_parser")
 
 BASE = "api: {endpoint: https://modelarts.example.com, project_id: proj-1}\nauth: {type: none}\n"
 """A valid config in three lines (lines 1 and 2); each case appends from line 3 on."""
