@@ -1,6 +1,6 @@
 """Where a watched job's memory goes: tracemalloc around N jobs polled once through the book.
 
-    python benchmarks/memory.py --jobs 3000 [--top 15] [--scrape]
+    python benchmarks/memory.py --jobs 3000 [--top 15] [--scrape] [--rss]
 
 The job path is wired as ``App`` wires it (store, series, book, poller, dispatcher), over an
 httpx mock transport serving ``backend.document`` (the realistic job documents ``scale.py``
@@ -13,6 +13,12 @@ It prints one JSON object: bytes per job Python allocated, the lines that alloca
 them (per job), so a cut can be aimed at the right place, and the exposition text per job,
 which lives in pages of its own (``sections.py``) that tracemalloc does not see. RSS also
 holds allocator slack and SQLite's page cache, which ``scale.py`` measures through HTTP.
+
+``--rss`` measures the process's resident memory instead (``/proc/self/status``), before the
+first job is watched and after every job was polled (and scraped, with ``--scrape``), without
+tracemalloc, whose own bookkeeping would swell it: the figure ``scale.py`` reports for the
+daemon, for the job path alone, so a before/after of a change takes a minute, not a run of
+the daemon at 10,000 jobs.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sys
 import tempfile
 import time
@@ -31,7 +38,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backend import document, job_id
+from backend import document, job_id, rss_bytes
 
 from monitor.config.settings import PollSettings
 from monitor.daemon.jobs import JobBook
@@ -46,7 +53,7 @@ from monitor.store import Store
 CONCURRENCY = 32
 
 
-async def measure(jobs: int, top: int, scrape: bool) -> dict[str, Any]:
+async def measure(jobs: int, top: int, scrape: bool, rss: bool = False) -> dict[str, Any]:
     bodies = {job_id(i): json.dumps(document(i)).encode() for i in range(jobs)}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -75,8 +82,10 @@ async def measure(jobs: int, top: int, scrape: bool) -> dict[str, Any]:
     await poller.poll(ids[0])  # warm every lazy import and cache on a job not counted
     book.unwatch(ids[0])
     gc.collect()
-    tracemalloc.start(1)
-    before = tracemalloc.take_snapshot()
+    rss_before = rss_bytes(os.getpid())
+    if not rss:
+        tracemalloc.start(1)
+    before = tracemalloc.take_snapshot() if not rss else None
     started = time.perf_counter()
     for job in ids:
         book.watch(job, {"team": "bench", "queue": "default"})
@@ -88,9 +97,22 @@ async def measure(jobs: int, top: int, scrape: bool) -> dict[str, Any]:
                 pass
     text = sum(len(piece) for piece in series.scrape())
     gc.collect()
+    polled, watched = book.first_round()
+    if before is None:
+        rss_after = rss_bytes(os.getpid())
+        await client.aclose()
+        store.close()
+        return {
+            "jobs": watched,
+            "polled": polled,
+            "first_round_seconds": round(round_seconds, 2),
+            "rss_bytes_per_job": round((rss_after - rss_before) / jobs),
+            "text_bytes_per_job": round(text / jobs),
+            "note": "rss: resident memory after the round minus before the first watch, text"
+            " (in mmap pages) included, SQLite's page cache and allocator slack too",
+        }
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    polled, watched = book.first_round()
     stats = after.compare_to(before, "lineno")
     total = sum(s.size_diff for s in stats)
     await client.aclose()
@@ -126,9 +148,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--scrape", action="store_true", help="count the cached scrape bodies")
+    parser.add_argument("--rss", action="store_true", help="resident memory, no tracemalloc")
     args = parser.parse_args()
     configure("warning")
-    print(json.dumps(asyncio.run(measure(args.jobs, args.top, args.scrape)), indent=2))
+    result = asyncio.run(measure(args.jobs, args.top, args.scrape, args.rss))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from monitor.core.hang import USAGE_METRICS
 from monitor.core.job import (
@@ -59,9 +60,18 @@ class Family:
         return f"# HELP {self.name} {text}\n# TYPE {self.name} {self.type}\n".encode()
 
 
-def _state_set(label: str, value: str, documented: tuple[str, ...]) -> list[Sample]:
-    current = bounded(value, documented) if value else None
-    return [({label: s}, 1.0 if s == current else 0.0) for s in (*documented, OTHER)]
+def _state_set(label: str, value: str, documented: tuple[str, ...]) -> tuple[Sample, ...]:
+    return _state_samples(label, bounded(value, documented) if value else None, documented)
+
+
+@cache
+def _state_samples(
+    label: str, current: str | None, documented: tuple[str, ...]
+) -> tuple[Sample, ...]:
+    """A state set's samples for each current state, made once: there are only as many as
+    documented states (and ``other``, and none), and every job renders two state sets, so
+    they are shared rather than built again at every poll (``Sample`` labels are read-only)."""
+    return tuple(({label: s}, 1.0 if s == current else 0.0) for s in (*documented, OTHER))
 
 
 def one(value: float | None) -> list[Sample]:

@@ -6,7 +6,14 @@ of that family changed, and a scrape writes them under each family's ``# HELP``/
 header (every sample of a family must be contiguous). The sample lines are the same in the text
 format and in OpenMetrics; only the headers differ, and both are rendered once (``View``).
 The per-job gauges of the monitor's own health (``up``, last success) are rendered here too,
-because they carry each job's own label set.
+because they carry each job's own label set; they change at every poll, so they are rendered
+only when a scrape next wants them (``Sections.stale``), and only the line that changed.
+
+A line is the family's name, the job's label prefix (rendered once per job and shared by all
+its families) and the sample's tail (its own labels and value): a family's lines of a job are
+the start joined with the tails, and the tails that repeat across jobs (a phase at 0) are
+rendered once (``_suffix``). Nothing in rendering can fail once the prefix is rendered: a
+health line rendered at a scrape is the book's own float under a prefix already shown.
 
 What ``metrics:`` asks for (sparse state sets, families allowed or denied) is decided once per
 family when the store is built (``View``): a dropped family is never rendered, and a scrape
@@ -30,7 +37,6 @@ from monitor.exposition.families import (
     USAGE,
     Family,
     Sample,
-    one,
 )
 from monitor.exposition.sections import JobLines, Sections
 from monitor.logs import get_logger
@@ -96,12 +102,50 @@ FULL = View.of(None)
 """Every family, every state: what ``metrics:`` gives by default."""
 
 
-def _render(name: str, prefix: str, samples: Iterable[Sample]) -> bytes:
-    lines = []
-    for extra, value in samples:
-        labels = prefix + "".join(f',{k}="{escape(v)}"' for k, v in extra.items())
-        lines.append(f"{name}{{{labels}}} {format_value(value)}\n")
-    return "".join(lines).encode()
+HEADS: tuple[str, ...] = tuple(f"{f.name}{{" for f in FAMILIES)
+"""Each family's line start up to its first label, by ``FAMILIES`` index."""
+
+SUFFIX_CACHE = 2048
+"""Most rendered labels repeat across jobs: every job has a line for each documented phase
+(``,phase="Running"} 0``), and restarts, exit codes and roles draw from small sets too. Those
+tails of a line (the sample's own labels and its value) are kept once rendered, for samples
+with labels and a whole value, up to this many; past it, they are rendered each time. Usage
+ratios (fractions) and label-less samples never enter: their tails rarely repeat."""
+_suffixes: dict[tuple[object, ...], str] = {}
+
+
+def _suffix(extra: Mapping[str, str], value: float) -> str:
+    """The end of a sample's line after the job's labels: its own labels, the value and the
+    newline (``,phase="Running"} 1\\n``)."""
+    if not extra:
+        return f"}} {format_value(value)}\n"
+    key = (*extra.items(), value)
+    found = _suffixes.get(key)
+    if found is None:
+        labels = "".join([f',{k}="{escape(v)}"' for k, v in extra.items()])
+        found = f"{labels}}} {format_value(value)}\n"
+        if value.is_integer() and len(_suffixes) < SUFFIX_CACHE:
+            _suffixes[key] = found
+    return found
+
+
+def _render(head: str, prefix: str, samples: Iterable[Sample]) -> bytes:
+    """A family's lines of one job: every line starts with the family's ``head`` and the job's
+    ``prefix``, so the lines are that start joined with each sample's tail."""
+    tails = [_suffix(extra, value) for extra, value in samples]
+    if not tails:
+        return b""
+    start = head + prefix
+    return (start + start.join(tails)).encode()
+
+
+def _render_one(head: str, prefix: str, value: float) -> bytes:
+    """``_render`` of one sample without labels of its own (a health line), in one step."""
+    return f"{head}{prefix}{_suffix(NO_LABELS, value)}".encode()
+
+
+NO_LABELS: Mapping[str, str] = {}
+NO_LINES: tuple[bytes, ...] = (b"",) * len(JOB_FAMILIES)
 
 
 def render_job(
@@ -113,26 +157,34 @@ def render_job(
     """One bytes chunk per entry of ``JOB_FAMILIES`` (empty for a family ``view`` does not
     show, or without samples). ``context`` holds the values of the families' context labels
     (``project_id``)."""
+    prefix = job_label_prefix(state.job_id, state.job_name, labels)
+    return _render_job(state, prefix, context or {}, view)
+
+
+def _render_job(
+    state: JobState, prefix: str, context: Mapping[str, str], view: View
+) -> tuple[bytes, ...]:
     snapshot = state.snapshot
     if snapshot is None:  # nothing known from the API yet: no series, not zeros
-        return (b"",) * len(JOB_FAMILIES)
-    prefix = job_label_prefix(state.job_id, state.job_name, labels)
-    context = context or {}
-    return tuple(
-        _render(
-            f.name, prefix, _with_context(f, view.samples(f, f.samples(snapshot, state)), context)
-        )
-        if view.shown[i]
-        else b""
-        for i, f in enumerate(JOB_FAMILIES)
-    )
+        return NO_LINES
+    chunks: list[bytes] = []
+    shown, sparse = view.shown, view.sparse
+    for i, family in enumerate(JOB_FAMILIES):
+        if not shown[i]:
+            chunks.append(b"")
+            continue
+        samples = family.samples(snapshot, state)
+        if sparse and family.state_set:
+            samples = view.samples(family, samples)
+        if family.context:
+            samples = _with_context(family, samples, context)
+        chunks.append(_render(HEADS[i], prefix, samples))
+    return tuple(chunks)
 
 
 def _with_context(
     family: Family, samples: Iterable[Sample], context: Mapping[str, str]
 ) -> Iterable[Sample]:
-    if not family.context:
-        return samples
     extra = {name: context.get(name, "") for name in family.context}
     return [({**labels, **extra}, value) for labels, value in samples]
 
@@ -157,7 +209,7 @@ def prepare(
     """Render a job's lines (``JOB_FAMILIES``) from its state; raises if a value cannot be
     rendered, before anything is shown."""
     prefix = job_label_prefix(state.job_id, state.job_name, labels)
-    return Rendered(state.job_id, prefix, render_job(state, labels, context, view))
+    return Rendered(state.job_id, prefix, _render_job(state, prefix, context or {}, view))
 
 
 class _JobEntry(JobLines):
@@ -181,7 +233,7 @@ class SeriesStore:
 
     def __init__(self, *, project_id: str = "", exposure: Exposure | None = None) -> None:
         self._jobs: dict[str, _JobEntry] = {}
-        self._lines = Sections(len(FAMILIES))
+        self._lines = Sections[_JobEntry](len(FAMILIES), self._health_lines)
         self._context = {"project_id": project_id}
         self._view = View.of(exposure)
         starved = exposure.starved_alerts() if exposure is not None else {}
@@ -218,19 +270,31 @@ class SeriesStore:
         entry = self._jobs.get(rendered.job_id)
         if entry is None:
             entry = self._jobs[rendered.job_id] = _JobEntry(rendered.prefix)
-        health_stale = entry.prefix != rendered.prefix or not self._lines.get(entry, UP)
-        entry.prefix = rendered.prefix
-        for i, chunk in enumerate(rendered.chunks):
-            self._lines.set(entry, i, chunk)
-        if health_stale:
-            self._render_health(entry)
+            relabelled = True
+        else:
+            relabelled = entry.prefix != rendered.prefix
+            if relabelled:
+                entry.prefix = rendered.prefix
+        self._lines.set_all(entry, rendered.chunks)
+        if relabelled:  # the health lines carry the job's labels too (a new job: up only)
+            self._health_changed(entry, UP)
+            if entry.last_success is not None:
+                self._health_changed(entry, LAST_SUCCESS)
 
     def set_health(self, job_id: str, up: bool, last_success: float | None) -> None:
+        """The job's health after a poll. Only the line whose value moved is marked, and it is
+        rendered at the next scrape, not now: a poll of an unchanged job (its last-success
+        time moves, nothing else) costs the exposition a mark, and nothing is joined again
+        until a scrape wants the family."""
         entry = self._jobs.get(job_id)
-        if entry is None or (entry.up, entry.last_success) == (up, last_success):
+        if entry is None:
             return
-        entry.up, entry.last_success = up, last_success
-        self._render_health(entry)
+        if entry.up != up:
+            entry.up = up
+            self._health_changed(entry, UP)
+        if entry.last_success != last_success:
+            entry.last_success = last_success
+            self._health_changed(entry, LAST_SUCCESS)
 
     def set_usage(self, job_id: str, usage: Mapping[str, Mapping[str, float]] | None) -> None:
         """Per-task readings (task -> API metric -> ratio), or None to drop them."""
@@ -245,7 +309,7 @@ class SeriesStore:
                 for task, reading in sorted((usage or {}).items())
                 if api in reading
             ]
-            lines = _render(FAMILIES[USAGE + i].name, entry.prefix, samples)
+            lines = _render(HEADS[USAGE + i], entry.prefix, samples)
             self._lines.set(entry, USAGE + i, lines)
 
     def remove(self, job_id: str) -> None:
@@ -290,8 +354,16 @@ class SeriesStore:
     def render(self) -> bytes:
         return b"".join(self.scrape())
 
-    def _render_health(self, entry: _JobEntry) -> None:
-        up: list[Sample] = [({}, 1.0 if entry.up else 0.0)]
-        self._lines.set(entry, UP, _render(FAMILIES[UP].name, entry.prefix, up))
-        success = _render(FAMILIES[LAST_SUCCESS].name, entry.prefix, one(entry.last_success))
-        self._lines.set(entry, LAST_SUCCESS, success)
+    def _health_changed(self, entry: _JobEntry, family: int) -> None:
+        if self._view.shown[family]:  # a family never scraped is never rendered either
+            self._lines.stale(entry, family)
+
+    @staticmethod
+    def _health_lines(entry: _JobEntry, family: int) -> bytes:
+        """A job's line of a health family (``UP``, ``LAST_SUCCESS``) from its health now:
+        what ``Sections`` asks for when it next joins a family marked stale."""
+        if family == UP:
+            return _render_one(HEADS[UP], entry.prefix, 1.0 if entry.up else 0.0)
+        if entry.last_success is None:
+            return b""
+        return _render_one(HEADS[LAST_SUCCESS], entry.prefix, entry.last_success)

@@ -16,13 +16,15 @@ Every string is bounded here too, by the one text rule (``core.text``): whatever
 label value or an identifier is one line of at most ``LABEL_LIMIT`` characters (the job name
 ``NAME_LIMIT``, the API's own limit), messages and reasons at most ``TEXT_LIMIT``, and none
 keeps a lone surrogate or a control character. Nothing after this module meets a value it
-cannot render, store as JSON or encode as UTF-8.
+cannot render, store as JSON or encode as UTF-8. Values every job repeats (phases, flavours,
+task names) leave it as one copy shared by all snapshots (``_word``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from monitor.core.hang import USAGE_METRICS
@@ -87,17 +89,17 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
     return JobSnapshot(
         job_id=job_id,
         name=_line(metadata.get("name"), "metadata.name", NAME_LIMIT),
-        kind=_line(doc.get("kind"), "kind"),
-        workspace_id=_line(metadata.get("workspace_id"), "metadata.workspace_id"),
-        user_name=_line(metadata.get("user_name"), "metadata.user_name"),
+        kind=_word(doc.get("kind"), "kind"),
+        workspace_id=_word(metadata.get("workspace_id"), "metadata.workspace_id"),
+        user_name=_word(metadata.get("user_name"), "metadata.user_name"),
         create_time_ms=_int(metadata.get("create_time"), "metadata.create_time", TIME_MS),
-        engine_name=_line(engine.get("engine_name"), "algorithm.engine.engine_name"),
-        engine_version=_line(engine.get("engine_version"), "algorithm.engine.engine_version"),
-        flavor_id=_line(resource.get("flavor_id"), "spec.resource.flavor_id"),
-        flavor_name=_line(resource.get("flavor_name"), "spec.resource.flavor_name"),
+        engine_name=_word(engine.get("engine_name"), "algorithm.engine.engine_name"),
+        engine_version=_word(engine.get("engine_version"), "algorithm.engine.engine_version"),
+        flavor_id=_word(resource.get("flavor_id"), "spec.resource.flavor_id"),
+        flavor_name=_word(resource.get("flavor_name"), "spec.resource.flavor_name"),
         flavor_type=flavor_type,
-        pool_id=_line(resource.get("pool_id"), "spec.resource.pool_id"),
-        pool_name=_line(resource.get("pool_name"), "spec.resource.pool_name"),
+        pool_id=_word(resource.get("pool_id"), "spec.resource.pool_id"),
+        pool_name=_word(resource.get("pool_name"), "spec.resource.pool_name"),
         requested_nodes=requested,
         retry_limit=_int_text(
             annotations.get(RETRY_ANNOTATION),
@@ -106,14 +108,14 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
         ),
         accelerator_type=accelerator if per_node and requested else "",
         accelerators=per_node * requested if per_node and requested else None,
-        phase=_line(status.get("phase"), "status.phase"),
-        secondary_phase=_line(status.get("secondary_phase"), "status.secondary_phase"),
+        phase=_word(status.get("phase"), "status.phase"),
+        secondary_phase=_word(status.get("secondary_phase"), "status.secondary_phase"),
         duration_ms=_int(status.get("duration"), "status.duration", DURATION_MS),
         start_time_ms=_int(status.get("start_time"), "status.start_time", TIME_MS),
         nodes=nodes,
         nodes_at_ms=nodes_at,
         tasks=tuple(
-            _line(t, f"status.tasks[{i}]")
+            _word(t, f"status.tasks[{i}]")
             for i, t in enumerate(_list(status.get("tasks"), "status.tasks"))
         ),
         task_statuses=tuple(
@@ -142,14 +144,14 @@ def _accelerators(
     other named type a GPU.
     """
     path = "spec.resource.flavor_detail"
-    flavor_type = _line(flavor_detail.get("flavor_type"), f"{path}.flavor_type")
+    flavor_type = _word(flavor_detail.get("flavor_type"), f"{path}.flavor_type")
     accelerator, per_node = _cards(flavor_detail.get("flavor_info"), f"{path}.flavor_info")
     if per_node:
         return flavor_type, accelerator, per_node
     path = "spec.resource.main_container_allocated_resources"
     allocated = _obj(resource.get("main_container_allocated_resources"), path)
     count = _int(allocated.get("accelerator_num"), f"{path}.accelerator_num", ACCELERATORS_PER_NODE)
-    kind = _line(allocated.get("accelerator_type"), f"{path}.accelerator_type")
+    kind = _word(allocated.get("accelerator_type"), f"{path}.accelerator_type")
     accelerator = "npu" if kind.lower().startswith("ascend") else "gpu" if kind else ""
     if not flavor_type and allocated:
         flavor_type = {"npu": "Ascend", "gpu": "GPU"}.get(accelerator, "CPU")
@@ -191,11 +193,11 @@ def _roles(raw: object) -> tuple[TaskRole, ...]:
         accelerator, per_node = _cards(resource.get("flavor_info"), f"{path}.flavor_info")
         roles.append(
             TaskRole(
-                role=_line(task.get("role"), f"tasks[{i}].role"),
-                flavor_id=_line(resource.get("flavor_id"), f"{path}.flavor_id"),
-                flavor_name=_line(resource.get("flavor_name"), f"{path}.flavor_name"),
-                flavor_type=_line(resource.get("flavor_type"), f"{path}.flavor_type"),
-                pool_id=_line(resource.get("pool_id"), f"{path}.pool_id"),
+                role=_word(task.get("role"), f"tasks[{i}].role"),
+                flavor_id=_word(resource.get("flavor_id"), f"{path}.flavor_id"),
+                flavor_name=_word(resource.get("flavor_name"), f"{path}.flavor_name"),
+                flavor_type=_word(resource.get("flavor_type"), f"{path}.flavor_type"),
+                pool_id=_word(resource.get("pool_id"), f"{path}.pool_id"),
                 accelerator_type=accelerator,
                 accelerators_per_node=per_node,
             )
@@ -206,7 +208,7 @@ def _roles(raw: object) -> tuple[TaskRole, ...]:
 def _task_status(raw: object, path: str) -> TaskStatus:
     obj = _obj(raw, path)
     return TaskStatus(
-        task=_line(obj.get("task"), f"{path}.task"),
+        task=_word(obj.get("task"), f"{path}.task"),
         exit_code=_int(obj.get("exit_code"), f"{path}.exit_code", EXIT_CODE),
         message=_text(obj.get("message"), f"{path}.message"),
     )
@@ -218,11 +220,11 @@ def _record(raw: object, path: str) -> RunningRecord:
         start_at=_int(obj.get("start_at"), f"{path}.start_at", TIME_S),
         end_at=_int(obj.get("end_at"), f"{path}.end_at", TIME_S),
         xpu_start_at=_int(obj.get("xpu_start_at"), f"{path}.xpu_start_at", TIME_S),
-        start_type=_line(obj.get("start_type"), f"{path}.start_type"),
-        end_reason=_text(obj.get("end_reason"), f"{path}.end_reason"),
-        end_related_task=_line(obj.get("end_related_task"), f"{path}.end_related_task"),
-        end_recover=_line(obj.get("end_recover"), f"{path}.end_recover"),
-        end_recover_before_downgrade=_line(
+        start_type=_word(obj.get("start_type"), f"{path}.start_type"),
+        end_reason=_word(obj.get("end_reason"), f"{path}.end_reason", _text),
+        end_related_task=_word(obj.get("end_related_task"), f"{path}.end_related_task"),
+        end_recover=_word(obj.get("end_recover"), f"{path}.end_recover"),
+        end_recover_before_downgrade=_word(
             obj.get("end_recover_before_downgrade"), f"{path}.end_recover_before_downgrade"
         ),
         recover_records=tuple(
@@ -235,11 +237,11 @@ def _record(raw: object, path: str) -> RunningRecord:
 def _recover(raw: object, path: str) -> RecoverRecord:
     obj = _obj(raw, path)
     return RecoverRecord(
-        recover=_line(obj.get("recover"), f"{path}.recover"),
-        recover_result=_line(obj.get("recover_result"), f"{path}.recover_result"),
-        fault_scenario=_text(obj.get("fault_scenario"), f"{path}.fault_scenario"),
+        recover=_word(obj.get("recover"), f"{path}.recover"),
+        recover_result=_word(obj.get("recover_result"), f"{path}.recover_result"),
+        fault_scenario=_word(obj.get("fault_scenario"), f"{path}.fault_scenario", _text),
         reason=_text(obj.get("reason"), f"{path}.reason"),
-        related_task=_line(obj.get("related_task"), f"{path}.related_task"),
+        related_task=_word(obj.get("related_task"), f"{path}.related_task"),
         recover_start_at=_int(obj.get("recover_start_at"), f"{path}.recover_start_at", TIME_S),
         recover_end_at=_int(obj.get("recover_end_at"), f"{path}.recover_end_at", TIME_S),
     )
@@ -354,6 +356,14 @@ def _line(value: object, path: str, limit: int = LABEL_LIMIT) -> str:
 def _text(value: object, path: str) -> str:
     """A message or a reason: free text, bounded."""
     return free_text(_str(value, path))
+
+
+def _word(value: object, path: str, rule: Callable[[object, str], str] = _line) -> str:
+    """``rule`` for a value from a small set every job repeats (a phase, flavour, engine, task
+    or role name, start type, recovery strategy, end reason): one copy for all snapshots
+    (``sys.intern``), not one a job (most of what their strings weighed); freed with its last
+    user."""
+    return sys.intern(rule(value, path))
 
 
 def _int_text(value: object, path: str, bound: Bound) -> int | None:

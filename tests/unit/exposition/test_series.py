@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.core.diff import observe
 from monitor.core.job import PHASES
 from monitor.core.state import JobState
 from monitor.exposition.doc import metrics_doc
-from monitor.exposition.families import JOB_FAMILIES
+from monitor.exposition.families import JOB_FAMILIES, LAST_SUCCESS, UP
 from monitor.exposition.own import MonitorMetrics
 from monitor.exposition.series import SeriesStore
 from monitor.modelarts.parse import parse_job
@@ -142,29 +144,46 @@ def test_a_job_never_polled_successfully_shows_only_its_health() -> None:
         assert samples(text, family.name) == {}
 
 
-def test_a_scrape_only_joins_what_each_change_rendered() -> None:
-    """Rendering happens when a job changes, not when it is scraped: scraping twice with no
-    change in between renders nothing and gives the same bytes."""
+def test_a_scrape_renders_nothing_unchanged_and_a_health_update_only_its_own_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rendering happens when a job changes, not when it is scraped; and a poll that only moves
+    the job's last-success time renders nothing at all until the next scrape, which renders
+    that one line, however many polls came in between."""
+    import monitor.exposition.series as series
+
     store = SeriesStore()
     state = state_of(job_doc())
     store.update(state, {})
     store.set_health(state.job_id, True, NOW)
     first = store.render()
-    rendered: list[object] = []
-    import monitor.exposition.series as metrics_module
+    rendered: list[str] = []
 
-    original = metrics_module._render
-    metrics_module._render = lambda *a: rendered.append(a) or original(*a)  # type: ignore[assignment]
-    try:
-        assert store.render() == first
-        store.set_health(state.job_id, True, NOW)  # same values: nothing to re-render
-        assert rendered == []
-        store.set_health(state.job_id, True, NOW + 30)
-        assert len(rendered) == 2, "only the job's two health lines were rendered"
-    finally:
-        metrics_module._render = original
+    def counting(render: Callable[..., bytes]) -> Callable[..., bytes]:
+        def counted(head: str, *rest: Any) -> bytes:
+            rendered.append(head)
+            return render(head, *rest)
+
+        return counted
+
+    for name in ("_render", "_render_one"):
+        monkeypatch.setattr(series, name, counting(getattr(series, name)))
+    heads = {"up": series.HEADS[UP], "last_success": series.HEADS[LAST_SUCCESS]}
+
+    assert store.render() == first
+    store.set_health(state.job_id, True, NOW)  # same values: nothing to re-render
+    assert rendered == []
+    for k in range(1, 31):
+        store.set_health(state.job_id, True, NOW + k)
+    assert rendered == [], "a health update rendered at once, not at the scrape"
     second = store.render()
+    assert rendered == [heads["last_success"]], "only the last-success line is rendered, once"
     assert second.replace(b"1800000030", b"1800000000") == first
+
+    rendered.clear()
+    store.set_health(state.job_id, False, NOW + 30)  # a failed poll: only up moves
+    assert b"modelarts_monitor_up{" in store.render()
+    assert rendered == [heads["up"]]
 
 
 def test_removed_job_leaves_the_exposition() -> None:
@@ -389,3 +408,24 @@ def test_a_task_listed_twice_renders_one_exit_code_series_and_the_scrape_parses(
     lines = [line for line in text.splitlines() if line.startswith(name)]
     assert len(lines) == 1, "a duplicate series makes Prometheus refuse the whole scrape"
     assert lines[0].endswith(" 137")
+
+
+def test_rendered_label_tails_kept_for_reuse_are_bounded_whatever_the_jobs_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tails of lines that repeat across jobs are kept to be reused; task names that never
+    repeat, or usage ratios, must not make that memory grow with the jobs."""
+    import monitor.exposition.series as series
+
+    monkeypatch.setattr(series, "_suffixes", {})
+    monkeypatch.setattr(series, "SUFFIX_CACHE", 40)
+    store = SeriesStore()
+    for i in range(30):
+        statuses = [{"task": f"task-{i}-{k}", "exit_code": k} for k in range(3)]
+        store.update(state_of(job_doc(job_id=f"job-{i}", task_statuses=statuses)), {})
+        store.set_usage(f"job-{i}", {"worker-0": {"cpuUsage": 0.5 + i / 1000}})
+    assert len(series._suffixes) <= 40
+    assert not any(0 < key[-1] < 1 for key in series._suffixes), "a ratio was kept"  # type: ignore[operator]
+    text = scrape(store)
+    assert 'job_id="job-29",job_name="train-a",task="task-29-2"} 2' in text
+    assert 'job_id="job-29",job_name="train-a",task="worker-0"} 0.529' in text
