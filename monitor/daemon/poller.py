@@ -77,7 +77,10 @@ class Poller:
         self._reasons = reasons
 
     async def poll(self, job_id: str) -> None:
-        """Poll one job, unless it is not watched or is backing off after failures."""
+        """Poll one job, unless it is not watched or is backing off after failures.
+
+        The job's view is taken once, here, and what the poll needs of it (its target, its
+        lane) handed down: a view is built afresh on every call to the book."""
         view = self._book.view(job_id)
         if view is None or self._clock() < view.health.not_before:
             return
@@ -90,7 +93,9 @@ class Poller:
     def client_of(self, job_id: str) -> ModelArtsClient:
         """The client of the job's target (the first one's for a job no longer watched)."""
         view = self._book.view(job_id)
-        target = view.target if view is not None else ""
+        return self._client_for(view.target if view is not None else "")
+
+    def _client_for(self, target: str) -> ModelArtsClient:
         return self._clients.get(target) or next(iter(self._clients.values()))
 
     def _watched(self, job_id: str) -> bool:
@@ -100,14 +105,19 @@ class Poller:
     async def _poll_in_slot(self, job_id: str, target: str) -> None:
         context = {"job_id": job_id, "target": target} if target else {"job_id": job_id}
         async with admitted(self._slots, self._pauses, target):
-            with structlog.contextvars.bound_contextvars(**context):
+            # bind and reset, not ``bound_contextvars``: that one copies the whole context to
+            # save what it overrides, on every poll; a token restores the same.
+            tokens = structlog.contextvars.bind_contextvars(**context)
+            try:
                 started = time.perf_counter()
-                outcome = await self._fetch(job_id)
+                outcome = await self._fetch(job_id, self._client_for(target))
                 timed_out = isinstance(outcome, Failed) and outcome.result == "timeout"
                 slow = timed_out or time.perf_counter() - started > self._slow_after
                 result = await self.apply(job_id, outcome, slow=slow)
                 self._metrics.poll_duration.observe(time.perf_counter() - started)
                 self._metrics.count_poll(target, result)
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
 
     async def apply(self, job_id: str, outcome: PollOutcome, *, slow: bool | None = None) -> str:
         """Hand one outcome to the book as a detail poll's, reasons fetch included; returns its
@@ -119,9 +129,9 @@ class Poller:
         explain = self.explain if self._reasons.enabled else None
         return await self._book.apply_poll(job_id, outcome, slow=slow, explain=explain)
 
-    async def _fetch(self, job_id: str) -> PollOutcome:
+    async def _fetch(self, job_id: str, client: ModelArtsClient) -> PollOutcome:
         try:
-            body = await self.client_of(job_id).get_job_body(job_id)
+            body = await client.get_job_body(job_id)
             digest = hashlib.blake2b(body.content, digest_size=16).digest()
             if self._book.unchanged(job_id, digest):
                 return Unchanged()

@@ -12,8 +12,7 @@ scope named "" (no labels, so no ``target`` label: its output is what it was bef
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from monitor.config.settings import JobSettings, PollSettings
@@ -120,19 +119,43 @@ class Pauses:
         if throttle is not None:
             await throttle.admit()
 
+    def at_once(self, target: str) -> bool:
+        """Whether ``target``'s next request may go without waiting for a turn: it has no
+        throttle, or one with no rate limit and no 429 pause."""
+        throttle = self._throttles.get(target)
+        return throttle is None or throttle.at_once()
 
-@asynccontextmanager
-async def admitted(slots: asyncio.Semaphore, pauses: Pauses, target: str) -> AsyncIterator[None]:
+
+def admitted(slots: asyncio.Semaphore, pauses: Pauses, target: str) -> Admission:
     """Hold one of ``slots`` for one request of ``target``, taken only once that request's turn
     has come (its rate slot, the end of a 429 pause): a throttled target's requests wait
-    without a slot, so the other targets' polls keep theirs."""
-    while True:
-        await pauses.admit(target)
-        await slots.acquire()
-        if pauses(target) <= 0:
-            break
-        slots.release()  # a 429 paused the target meanwhile: wait again, without the slot
-    try:
-        yield
-    finally:
-        slots.release()
+    without a slot, so the other targets' polls keep theirs (``async with admitted(...)``)."""
+    return Admission(slots, pauses, target)
+
+
+class Admission:
+    """``admitted``'s context: a class, not a generator context manager, because it is entered
+    once per poll; and a target that is neither rate limited nor paused (the usual case) takes
+    its slot at once, without a throttle's turn to wait for."""
+
+    __slots__ = ("_pauses", "_slots", "_target")
+
+    def __init__(self, slots: asyncio.Semaphore, pauses: Pauses, target: str) -> None:
+        self._slots, self._pauses, self._target = slots, pauses, target
+
+    async def __aenter__(self) -> None:
+        slots, pauses, target = self._slots, self._pauses, self._target
+        if pauses.at_once(target):
+            await slots.acquire()
+            if pauses.at_once(target):
+                return
+            slots.release()  # a 429 paused the target while this waited for the slot
+        while True:
+            await pauses.admit(target)
+            await slots.acquire()
+            if pauses(target) <= 0:
+                return
+            slots.release()  # a 429 paused the target meanwhile: wait again, without the slot
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()

@@ -36,6 +36,7 @@ class MonitorMetrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._targets = tuple(targets)
+        self._children: dict[tuple[object, ...], Counter] = {}
         per_target = ["target"] if self._targets else []
         self.polls = Counter(
             "modelarts_monitor_polls",
@@ -136,11 +137,11 @@ class MonitorMetrics:
 
     def count_poll(self, target: str, result: str) -> None:
         """One detail poll of a job of ``target`` ("" without targets) came to ``result``."""
-        self.polls.labels(*self._by(target, result)).inc()
+        self._child(self.polls, target, result).inc()
 
     def count_usage(self, target: str, result: str) -> None:
         """One usage request of a job of ``target`` came to ``result``."""
-        self.usage_polls.labels(*self._by(target, result)).inc()
+        self._child(self.usage_polls, target, result).inc()
 
     def add_sink(self, name: str) -> None:
         """Every per-sink series, at 0, from the start: an alert on a rate or an increase
@@ -152,7 +153,17 @@ class MonitorMetrics:
 
     def count_request(self, target: str, endpoint: str, result: str) -> None:
         """One API request of ``target``'s client and its outcome (its ``RequestCounter``)."""
-        self.api_requests.labels(*self._by(target, endpoint, result)).inc()
+        self._child(self.api_requests, target, endpoint, result).inc()
+
+    def _child(self, family: Counter, target: str, *labels: str) -> Counter:
+        """The family's series of these labels, found once: ``labels()`` validates and joins
+        them on every call, and these are counted on every poll and request. A child stays the
+        family's for good (nothing here removes or clears a series)."""
+        key = (family, target, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*self._by(target, *labels))
+        return child
 
     def render(self, *, openmetrics: bool = False) -> bytes:
         """The registry in the text format, or in OpenMetrics: then ending with ``# EOF``, so

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -298,19 +298,30 @@ async def _read_capped(streamed: httpx.Response) -> bytes:
     """Read at most ``MAX_BODY_BYTES`` (after decompression, so a gzip bomb stops early too)."""
     chunks: list[bytes] = []
     size = 0
-    # The raw stream when nothing is to be decoded: httpx's decoder stack costs a poll more
+    # The transport's own stream when nothing is to be decoded: httpx's decoder stack, and even
+    # its raw iterator (a chunker and a context manager around every read), cost a poll more
     # than the rest of reading it. (A response built whole, as a mock transport's, has no
     # stream left: its decoded bytes are read.)
+    stream = streamed.stream
     whole = streamed.is_stream_consumed or "content-encoding" in streamed.headers
-    async for chunk in streamed.aiter_bytes() if whole else streamed.aiter_raw():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise InvalidResponse(
-                f"body exceeds {MAX_BODY_BYTES} bytes",
-                status=streamed.status_code,
-                request_id=request_id(streamed, {}),
-            )
+    source: AsyncIterable[bytes] = (
+        stream
+        if isinstance(stream, httpx.AsyncByteStream) and not whole
+        else streamed.aiter_bytes()
+    )
+    try:
+        async for chunk in source:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise InvalidResponse(
+                    f"body exceeds {MAX_BODY_BYTES} bytes",
+                    status=streamed.status_code,
+                    request_id=request_id(streamed, {}),
+                )
+    except httpx.RequestError as exc:
+        exc.request = streamed.request  # as httpx's iterators attach it: ``check`` reads it
+        raise
     return b"".join(chunks)
 
 

@@ -42,6 +42,12 @@ class Throttle:
         if slot > now:
             await self._sleep(slot - now)
 
+    def at_once(self) -> bool:
+        """Whether a request now goes without waiting: no rate limit and no pause. Then
+        ``acquire`` has no turn to reserve either, so an admission may skip it (the poll path's
+        fast path, ``daemon/targets.admitted``)."""
+        return not self._interval and self._paused_until <= self._clock()
+
     def throttled(self, retry_after: float | None) -> float:
         """The API said 429: pause everyone; returns the pause in seconds."""
         self._throttled += 1

@@ -22,22 +22,45 @@ from __future__ import annotations
 import asyncio
 import ssl
 import urllib.request
-from typing import Literal
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
 
 Transport = Literal["aiohttp", "httpx"]
 
 _TIMEOUTS = (aiohttp.ServerTimeoutError, asyncio.TimeoutError)
 
 
+_UNBOUNDED = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+"""aiohttp's own timers, none: ``ModelArtsClient`` bounds each exchange, first byte to last,
+with one deadline (``api.timeout``, a total per-request timeout). httpx-aiohttp would set
+``sock_read``, one timer rescheduled per chunk read, and ``connect``, another per request: as
+each is the same ``api.timeout`` and starts later than the client's deadline, neither ever
+fired first, and both cost every request their timer handles."""
+
+
 class _HonestAiohttpTransport(AiohttpTransport):
+    """httpx-aiohttp's transport, with its errors made honest and its per-request work cut.
+
+    Its ``handle_async_request`` is replaced, reusing its error map: the request's headers go
+    to aiohttp as plain strings decoded once (httpx's ``Headers.items()`` first works out the
+    encoding of a new ``Headers``, which every signed request is, and decodes them again), no
+    aiohttp timer is set (``_UNBOUNDED``), the proxy's arguments are worked out once, and the
+    body is read as aiohttp buffers it (``_Body``)."""
+
+    def __init__(self, *, proxy: httpx.Proxy | None = None, **kwargs: Any) -> None:
+        super().__init__(proxy=proxy, **kwargs)
+        self._proxy_url = str(proxy.url) if proxy is not None else None
+        self._proxy_auth = aiohttp.BasicAuth(*proxy.auth) if proxy and proxy.auth else None
+        self._proxy_headers = proxy.headers if proxy is not None else None
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            return await super().handle_async_request(request)
+            return await self._send(request)
         except httpx.TimeoutException as exc:
             cause = exc.__cause__
             if isinstance(cause, aiohttp.ClientConnectorError):
@@ -45,6 +68,75 @@ class _HonestAiohttpTransport(AiohttpTransport):
             if isinstance(cause, aiohttp.ClientError) and not isinstance(cause, _TIMEOUTS):
                 raise httpx.ReadError(str(cause)) from cause
             raise
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        data: bytes | httpx.AsyncByteStream | None
+        try:
+            data = request.content or None
+        except httpx.RequestNotRead:
+            data = request.stream  # type: ignore[assignment]
+            request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
+        with map_aiohttp_exceptions():
+            response = await self.client.request(
+                request.method,
+                str(request.url),
+                headers=aiohttp_headers(request.headers),
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=_UNBOUNDED,
+                server_hostname=request.extensions.get("sni_hostname"),
+                proxy=self._proxy_url,
+                proxy_auth=self._proxy_auth,
+                proxy_headers=self._proxy_headers,
+            ).__aenter__()
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_Body(response),
+            request=request,
+            extensions=extensions,
+        )
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response's body as aiohttp receives it: each chunk as it is buffered, not re-cut to
+    16 KiB reads each inside a context manager (httpx-aiohttp's stream); aiohttp's errors are
+    mapped as that stream maps them, on the error path only."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.readany():
+                yield chunk
+        except Exception:
+            with map_aiohttp_exceptions():
+                raise
+
+    async def aclose(self) -> None:
+        with map_aiohttp_exceptions():
+            await self._response.__aexit__(None, None, None)
+
+
+def aiohttp_headers(headers: httpx.Headers) -> Mapping[str, str]:
+    """The request's headers as aiohttp is to send them: what ``Headers.items()`` gives (names
+    lower-cased, a repeated name's values joined), decoded once when all are ASCII, as every
+    header the monitor sends is; any other set goes through httpx's own decoding."""
+    raw = headers.raw
+    try:
+        decoded = {k.lower().decode("ascii"): v.decode("ascii") for k, v in raw}
+    except UnicodeDecodeError:
+        return dict(headers.items())
+    return decoded if len(decoded) == len(raw) else dict(headers.items())
 
 
 def environment_proxy(endpoint: str) -> str | None:

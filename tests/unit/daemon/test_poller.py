@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from monitor.config.settings import PollSettings, RetrySettings
@@ -522,3 +523,33 @@ async def test_a_job_the_book_no_longer_watches_frees_its_prepared_request(
         await rig.poll(third, ok(job_id=third))  # finds the cache full: checked
 
         assert rig.client.prepared_jobs() == {OTHER_ID, third}
+
+
+async def test_a_steady_state_poll_asks_the_book_for_the_jobs_view_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view is built afresh on each call (the job's labels merged with its target's), and a
+    large monitor polls every job every interval: the poll takes it once and passes it down."""
+    body = ok(phase="Running").content
+    await rig.poll(SEED_ID, httpx.Response(200, content=body))
+    views: list[str] = []
+    view = rig.book.view
+    monkeypatch.setattr(rig.book, "view", lambda job_id: views.append(job_id) or view(job_id))
+    rig.script.push(SEED_ID, httpx.Response(200, content=body))
+    await rig.poller.poll(SEED_ID)
+    assert views == [SEED_ID]
+    assert rig.sample("modelarts_monitor_polls_total", result="ok") == 2
+
+
+async def test_a_polls_log_lines_name_its_job_and_nothing_stays_bound_after_it(
+    rig: Rig,
+) -> None:
+    """What the caller had bound is back after the poll, and the poll's own job id is gone."""
+    structlog.contextvars.bind_contextvars(job_id="the-callers", round="r1")
+    try:
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            await rig.poll(SEED_ID, httpx.Response(500, text="internal error"))
+        assert [(e["event"], e["job_id"]) for e in logs] == [("poll_failed", SEED_ID)]
+        assert structlog.contextvars.get_contextvars() == {"job_id": "the-callers", "round": "r1"}
+    finally:
+        structlog.contextvars.clear_contextvars()

@@ -18,7 +18,8 @@ from structlog.testing import capture_logs
 from monitor.config.loading import parse_settings
 from monitor.config.targets import targets_of
 from monitor.daemon.app import App
-from monitor.daemon.targets import restart_reasons, running_targets
+from monitor.daemon.targets import Pauses, admitted, restart_reasons, running_targets
+from monitor.daemon.wiring import TargetThrottle
 from tests.conftest import job_doc, wait_for
 from tests.unit.daemon.conftest import Clock, ListSink, sample
 
@@ -277,3 +278,50 @@ async def test_a_poll_waiting_for_its_targets_rate_limit_does_not_hold_the_share
             waiting.cancel()
             await asyncio.gather(waiting, return_exceptions=True)
         await app.stop(grace=1.0)
+
+
+async def test_a_poll_that_waited_for_a_slot_while_its_target_got_a_429_waits_without_it() -> None:
+    """East has no rate limit, so its poll goes straight for the one slot (no throttle turn to
+    wait for); a 429 pauses east while that poll waits (another of east's requests, say a usage
+    one, was answered 429). Given the slot, the poll hands it back and waits out the pause, so
+    west's poll gets the slot at once and east sends nothing into its pause."""
+    slots, pauses = asyncio.Semaphore(1), Pauses()
+    east = pauses.add("east", TargetThrottle(0.0, max_pause=60.0))
+    pauses.add("west", TargetThrottle(0.0, max_pause=60.0))
+    holder = admitted(slots, pauses, "west")
+    await holder.__aenter__()  # a poll of west holds the only slot
+    entered: list[str] = []
+
+    async def poll(target: str) -> None:
+        async with admitted(slots, pauses, target):
+            entered.append(target)
+
+    waiting = asyncio.create_task(poll("east"))
+    try:
+        # east's poll is queued for the slot (asyncio's own queue: nothing public shows it)
+        await wait_for(lambda: slots._waiters is not None and len(slots._waiters) == 1)
+        east.throttled(30.0)  # Retry-After: 30
+        await holder.__aexit__(None, None, None)
+        await asyncio.wait_for(poll("west"), 5)
+        assert entered == ["west"], "east waits out its pause without the slot"
+        assert not waiting.done()
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+
+
+async def test_a_target_free_to_send_is_admitted_without_a_throttle_turn() -> None:
+    """No rate limit, no pause (the steady state of nearly every poll): the poll takes its
+    slot without going through its throttle's turn, which costs every poll an await."""
+    slots, pauses = asyncio.Semaphore(1), Pauses()
+    throttle = pauses.add("", TargetThrottle(0.0, max_pause=60.0))
+    turns: list[str] = []
+
+    async def no_turn() -> None:
+        turns.append("admit")
+
+    throttle.admit = no_turn  # type: ignore[method-assign]
+    async with admitted(slots, pauses, ""):
+        assert slots.locked()
+    assert turns == []
+    assert not slots.locked()
