@@ -6,9 +6,14 @@ Starts a loopback backend serving N distinct job documents (``backend.py``: ngin
 every poll after the first finds its body unchanged) and the real daemon
 (``modelarts-monitor run``) against it, then measures:
 
-- the first full poll round (start until ``/readyz`` says every job was polled once);
-- CPU milliseconds per poll with the schedule saturated, without auth and with AK/SK signing
-  (the backend ignores the signature; the signing is the daemon's cost all the same);
+- the first full poll round: from the daemon's first answer on ``/readyz`` (it starts serving
+  just before it starts polling) until ``/readyz`` says every job was polled once; and apart
+  from it the start-up before it (imports, reading the 10,000-job config, wiring), and the
+  round against the time raw aiohttp takes to fetch and decode every document once;
+- CPU milliseconds per poll without auth and with AK/SK signing (the backend ignores the
+  signature; the signing is the daemon's cost all the same), at the realistic load (every job
+  every 30 s: 333 polls/s at 10,000 jobs) and with the schedule saturated (every job due every
+  second, far more than one process can poll);
 - resident memory per monitored job above the idle baseline (the same daemon with no jobs),
   at a realistic 30 s interval;
 - ``/metrics`` latency (p50, p99) and size at that load: text 0.0.4 plain and gzip, and
@@ -95,15 +100,25 @@ class Daemon:
 
     def wait_ready(self, timeout: float) -> float:
         """Seconds from start until every job was polled once (``/readyz`` 200)."""
-        deadline = self.started + timeout
+        return self.wait_rounds(timeout)[1]
+
+    def wait_rounds(self, timeout: float) -> tuple[float, float]:
+        """Seconds from start until the daemon first answered ``/readyz`` (served from just
+        before the first poll), and until it said every job was polled once."""
+        deadline, serving = self.started + timeout, None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("daemon exited")
             try:
-                if self.http.get(f"{self.url}/readyz").status_code == 200:
-                    return time.monotonic() - self.started
+                status = self.http.get(f"{self.url}/readyz").status_code
             except httpx.HTTPError:
-                pass
+                status = 0
+            now = time.monotonic() - self.started
+            if status and serving is None:
+                serving = now
+            if status == 200:
+                assert serving is not None
+                return serving, now
             time.sleep(0.05)
         raise RuntimeError("daemon not ready in time")
 
@@ -220,25 +235,33 @@ def machine() -> dict[str, Any]:
     }
 
 
-def saturated(work: Path, backend: str, n: int, window: float, auth: str) -> dict[str, float]:
-    """First round and CPU per poll with every job due every second, far more than one process
-    can poll; every body after the first is unchanged, so this is the poll path's own cost."""
+def polling(
+    work: Path, backend: str, n: int, window: float, auth: str, interval: float
+) -> dict[str, float]:
+    """The first round, then CPU per poll over ``window`` seconds of polling every job every
+    ``interval`` s; every body after the first is unchanged, so this is the poll path's own
+    cost."""
+    name = f"{'saturated' if interval < 30 else 'steady'}-{auth}"
     config = daemon_config(
-        work, f"saturated-{auth}", backend, n, 1.0, auth=SIGNED if auth == "aksk" else None
+        work, name, backend, n, interval, auth=SIGNED if auth == "aksk" else None
     )
-    daemon = Daemon(config, work / f"saturated-{auth}.log")
+    daemon = Daemon(config, work / f"{name}.log")
     try:
-        first_round = daemon.wait_ready(600)
-        time.sleep(2)
+        serving, ready = daemon.wait_rounds(600)
+        # At the realistic interval, the second round is due an interval after the first
+        # polls: measure from there, when every job is polled on its own timer.
+        time.sleep(2 if interval < 30 else max(2.0, interval + 2 - ready))
         polls, cpu, wall = daemon.ok_polls(), cpu_seconds(daemon.proc.pid), time.monotonic()
-        time.sleep(window)
+        time.sleep(window if interval < 30 else max(window, interval))  # a whole period
         polls = daemon.ok_polls() - polls
         cpu = cpu_seconds(daemon.proc.pid) - cpu
         wall = time.monotonic() - wall
     finally:
         daemon.stop()
     return {
-        "first_round_seconds": first_round,
+        "startup_seconds": serving,
+        "first_round_seconds": ready - serving,
+        "ready_seconds": ready,
         "polls_per_second": polls / wall,
         "cpu_ms_per_poll": cpu / polls * 1000,
     }
@@ -278,8 +301,9 @@ def main() -> None:
         result["backend"] = backend.kind
         try:
             result["http_floors"] = floors(backend.url, n, CONCURRENCY)
-            result["unsigned"] = saturated(work, backend.url, n, args.window, "none")
-            result["signed"] = saturated(work, backend.url, n, args.window, "aksk")
+            for auth, key in (("none", "unsigned"), ("aksk", "signed")):
+                result[key] = polling(work, backend.url, n, args.window, auth, 30.0)
+                result[f"{key}_saturated"] = polling(work, backend.url, n, args.window, auth, 1.0)
 
             idle = Daemon(daemon_config(work, "idle", backend.url, 0, 30.0), work / "i.log")
             try:
@@ -323,16 +347,14 @@ def main() -> None:
         "openmetrics": latency(*scrape(collector, times, gzip=False, openmetrics=True)),
     }
     result["ratios"] = ratios = ratios_of(result)
-    result["targets"] = {
-        "signed_poll_at_most_0_45_ms": result["signed"]["cpu_ms_per_poll"] <= 0.45,
-        "unsigned_poll_at_most_0_35_ms": result["unsigned"]["cpu_ms_per_poll"] <= 0.35,
-        "first_round_at_most_5_s": result["unsigned"]["first_round_seconds"] <= 5,
-        "metrics_at_least_40x_faster_than_a": ratios["metrics_text_speedup_vs_a"] >= 40,
-        "openmetrics_at_least_40x_faster_than_a": ratios["metrics_openmetrics_speedup_vs_a"] >= 40,
-        "poll_throughput_at_least_0_7x_b": ratios["poll_throughput_vs_bare_httpx"] >= 0.7,
-        "at_most_16_kib_per_job": result["memory"]["kib_per_job"] <= 16,
-    }
+    result["targets"] = targets_of(result, ratios)
     print(json.dumps(rounded(result), indent=2))
+
+
+NOTES_RAW_AIOHTTP_MS, NOTES_RAW_AIOHTTP_RPS = 0.12, 8689
+"""Raw aiohttp on the machine issue 15 measured (``performance-notes.md``, concurrency 32): its
+absolute targets are also given as multiples of that floor, since raw aiohttp measured here in
+the same run is the one baseline these shared machines cannot shift."""
 
 
 def ratios_of(result: dict[str, Any]) -> dict[str, float]:
@@ -341,19 +363,43 @@ def ratios_of(result: dict[str, Any]) -> dict[str, float]:
         result["metrics"],
         result["http_floors"],
     )
-    unsigned, signed = result["unsigned"]["cpu_ms_per_poll"], result["signed"]["cpu_ms_per_poll"]
-    return {
+    raw, over = http["raw_aiohttp"], http["httpx_over_aiohttp"]
+    ratios = {
         "metrics_text_speedup_vs_a": a["text"]["p50_ms"] / metrics["text"]["p50_ms"],
         "metrics_openmetrics_speedup_vs_a": a["openmetrics"]["p50_ms"]
         / metrics["openmetrics"]["p50_ms"],
-        "poll_throughput_vs_bare_httpx": result["unsigned"]["polls_per_second"]
+        "poll_throughput_vs_bare_httpx": result["unsigned_saturated"]["polls_per_second"]
         / http["bare_httpx"]["requests_per_second"],
-        "unsigned_poll_cpu_vs_raw_aiohttp": unsigned / http["raw_aiohttp"]["cpu_ms_per_request"],
-        "unsigned_poll_cpu_vs_httpx_over_aiohttp": unsigned
-        / http["httpx_over_aiohttp"]["cpu_ms_per_request"],
-        "signed_poll_cpu_vs_raw_aiohttp": signed / http["raw_aiohttp"]["cpu_ms_per_request"],
-        "signed_poll_cpu_vs_httpx_over_aiohttp": signed
-        / http["httpx_over_aiohttp"]["cpu_ms_per_request"],
+        "first_round_vs_raw_aiohttp_fetching_all": result["unsigned"]["first_round_seconds"]
+        / (result["jobs"] / raw["requests_per_second"]),
+    }
+    for key in ("unsigned", "signed", "unsigned_saturated", "signed_saturated"):
+        cpu = result[key]["cpu_ms_per_poll"]
+        ratios[f"{key}_poll_cpu_vs_raw_aiohttp"] = cpu / raw["cpu_ms_per_request"]
+        ratios[f"{key}_poll_cpu_vs_httpx_over_aiohttp"] = cpu / over["cpu_ms_per_request"]
+    return ratios
+
+
+def targets_of(result: dict[str, Any], ratios: dict[str, float]) -> dict[str, bool]:
+    """Issue 15's targets as it states them, and as multiples of raw aiohttp (see above)."""
+    signed, unsigned = result["signed"]["cpu_ms_per_poll"], result["unsigned"]["cpu_ms_per_poll"]
+    round_floor = 10_000 / NOTES_RAW_AIOHTTP_RPS
+    return {
+        "signed_poll_at_most_0_45_ms": signed <= 0.45,
+        "signed_poll_at_most_3_75x_raw_aiohttp": ratios["signed_poll_cpu_vs_raw_aiohttp"]
+        <= 0.45 / NOTES_RAW_AIOHTTP_MS,
+        "unsigned_poll_at_most_0_35_ms": unsigned <= 0.35,
+        "unsigned_poll_at_most_2_92x_raw_aiohttp": ratios["unsigned_poll_cpu_vs_raw_aiohttp"]
+        <= 0.35 / NOTES_RAW_AIOHTTP_MS,
+        "first_round_at_most_5_s": result["unsigned"]["first_round_seconds"] <= 5,
+        "first_round_at_most_4_3x_raw_aiohttp_fetching_all": ratios[
+            "first_round_vs_raw_aiohttp_fetching_all"
+        ]
+        <= 5 / round_floor,
+        "metrics_at_least_40x_faster_than_a": ratios["metrics_text_speedup_vs_a"] >= 40,
+        "openmetrics_at_least_40x_faster_than_a": ratios["metrics_openmetrics_speedup_vs_a"] >= 40,
+        "poll_throughput_at_least_0_7x_b": ratios["poll_throughput_vs_bare_httpx"] >= 0.7,
+        "at_most_16_kib_per_job": result["memory"]["kib_per_job"] <= 16,
     }
 
 
