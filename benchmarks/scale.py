@@ -300,7 +300,8 @@ def main() -> None:
         backend = Backend(n, work)
         result["backend"] = backend.kind
         try:
-            result["http_floors"] = floors(backend.url, n, CONCURRENCY)
+            # Paced at the realistic load's rate: every job every 30 s.
+            result["http_floors"] = floors(backend.url, n, CONCURRENCY, n / 30)
             for auth, key in (("none", "unsigned"), ("aksk", "signed")):
                 result[key] = polling(work, backend.url, n, args.window, auth, 30.0)
                 result[f"{key}_saturated"] = polling(work, backend.url, n, args.window, auth, 1.0)
@@ -377,20 +378,33 @@ def ratios_of(result: dict[str, Any]) -> dict[str, float]:
         cpu = result[key]["cpu_ms_per_poll"]
         ratios[f"{key}_poll_cpu_vs_raw_aiohttp"] = cpu / raw["cpu_ms_per_request"]
         ratios[f"{key}_poll_cpu_vs_httpx_over_aiohttp"] = cpu / over["cpu_ms_per_request"]
+    for key in ("unsigned", "signed"):  # the realistic load against the floor at its rate
+        paced = http["raw_aiohttp_paced"]["cpu_ms_per_request"]
+        ratios[f"{key}_poll_cpu_vs_raw_aiohttp_at_the_same_rate"] = (
+            result[key]["cpu_ms_per_poll"] / paced
+        )
     return ratios
 
 
 def targets_of(result: dict[str, Any], ratios: dict[str, float]) -> dict[str, bool]:
-    """Issue 15's targets as it states them, and as multiples of raw aiohttp (see above)."""
-    signed, unsigned = result["signed"]["cpu_ms_per_poll"], result["unsigned"]["cpu_ms_per_poll"]
+    """Issue 15's targets as it states them, and as multiples of raw aiohttp (see above).
+
+    CPU per poll is held, like for like, against the floor flat out (the saturated run) *and*
+    against the floor at the realistic load's rate (the 30 s run): a ratio target is met only
+    if both are. The absolute ones are the saturated run's, the poll path's own cost."""
     round_floor = 10_000 / NOTES_RAW_AIOHTTP_RPS
-    return {
-        "signed_poll_at_most_0_45_ms": signed <= 0.45,
-        "signed_poll_at_most_3_75x_raw_aiohttp": ratios["signed_poll_cpu_vs_raw_aiohttp"]
-        <= 0.45 / NOTES_RAW_AIOHTTP_MS,
-        "unsigned_poll_at_most_0_35_ms": unsigned <= 0.35,
-        "unsigned_poll_at_most_2_92x_raw_aiohttp": ratios["unsigned_poll_cpu_vs_raw_aiohttp"]
-        <= 0.35 / NOTES_RAW_AIOHTTP_MS,
+    out: dict[str, bool] = {}
+    for key, limit in (("signed", 0.45), ("unsigned", 0.35)):
+        worst = max(
+            ratios[f"{key}_saturated_poll_cpu_vs_raw_aiohttp"],
+            ratios[f"{key}_poll_cpu_vs_raw_aiohttp_at_the_same_rate"],
+        )
+        multiple = limit / NOTES_RAW_AIOHTTP_MS
+        out[f"{key}_poll_at_most_{limit}_ms".replace(".", "_")] = (
+            result[f"{key}_saturated"]["cpu_ms_per_poll"] <= limit
+        )
+        out[f"{key}_poll_at_most_{multiple:.2f}x_raw_aiohttp".replace(".", "_")] = worst <= multiple
+    return out | {
         "first_round_at_most_5_s": result["unsigned"]["first_round_seconds"] <= 5,
         "first_round_at_most_4_3x_raw_aiohttp_fetching_all": ratios[
             "first_round_vs_raw_aiohttp_fetching_all"
