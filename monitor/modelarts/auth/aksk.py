@@ -226,10 +226,8 @@ class SigningKey:
     __slots__ = ("_mac", "_shared", "ak", "security_token")
 
     def __init__(self, ak: str, sk: str, security_token: str | None = None) -> None:
-        if not ak:
-            raise ValueError("ak is required")
-        if not sk:
-            raise ValueError("sk is required")
+        if not ak or not sk:
+            raise ValueError("ak is required" if not ak else "sk is required")
         if security_token is not None and not security_token.strip():
             raise ValueError("security_token must not be blank")
         self.ak = ak
@@ -246,14 +244,22 @@ class SigningKey:
 
         Like the SDK's ``Credentials.sign_request``, ``X-Security-Token`` is added *before*
         signing, so the gateway sees it covered by the signature. A bodiless request with a
-        :class:`SigningCache` is signed from the parts cached there (worked out here first).
-        """
+        :class:`SigningCache` is signed from the parts cached there (worked out here first)."""
         cache = request.extensions.get(SIGNING_CACHE)
         if isinstance(cache, SigningCache) and not request.content:
             self._sign_cached(request, cache, now, project_id)
             return
+        path, query, to_sign = self._prepare(request, _sdk_date_of(now), project_id)
+        request.headers["Authorization"] = _authorization(
+            request.method, path, query, to_sign, request.content, self.ak, self._mac
+        )
+
+    def _prepare(
+        self, request: httpx.Request, date: str, project_id: str | None
+    ) -> tuple[str, str, dict[str, str]]:
+        """Signing but the signature: the headers set, the query made canonical."""
         headers = request.headers
-        headers["X-Sdk-Date"] = _sdk_date_of(now)
+        headers["X-Sdk-Date"] = date
         if "host" not in headers:
             headers["Host"] = request.url.netloc.decode("ascii")
         if project_id is not None:
@@ -267,9 +273,7 @@ class SigningKey:
         # raw_path is the request target httpx sends: still percent-encoded, query included.
         path, _, query = request.url.raw_path.decode("ascii").partition("?")
         to_sign = {k: v for k, v in headers.items() if k.lower() not in UNSIGNED_HEADERS}
-        headers["Authorization"] = _authorization(
-            request.method, path, query, to_sign, request.content, self.ak, self._mac
-        )
+        return path, query, to_sign
 
     def _sign_cached(
         self, request: httpx.Request, cache: SigningCache, now: float, project_id: str | None
@@ -290,13 +294,10 @@ class SigningKey:
         )
 
     def _parts(self, request: httpx.Request, project_id: str | None) -> _Parts:
-        """What every signing of ``request`` shares, found by signing a copy the uncached way
-        and cutting its canonical request around the date."""
+        """What every signing of ``request`` shares: a copy prepared (its date a mark, no
+        signature: that doubled a first poll's cost), its canonical request cut at the date."""
         probe = httpx.Request(request.method, request.url, headers=request.headers)
-        self.sign_request(probe, now=0, project_id=project_id)
-        path, _, query = probe.url.raw_path.decode("ascii").partition("?")
-        to_sign = {k: v for k, v in probe.headers.items() if k.lower() not in UNSIGNED_HEADERS}
-        to_sign["x-sdk-date"] = _DATE_MARK
+        path, query, to_sign = self._prepare(probe, _DATE_MARK, project_id)
         text, signed_headers = canonical_request(probe.method, path, query, to_sign, b"")
         before, mark, after = text.partition(f"\nx-sdk-date:{_DATE_MARK}\n")
         if not mark:  # cannot happen: the date is a signed header like any other
