@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog.testing
 
 from monitor.daemon.scheduler import PollScheduler
 from tests.conftest import wait_for
@@ -319,6 +320,26 @@ async def test_jobs_added_together_are_polled_at_once_then_spread_over_the_inter
         assert [round(t - added, 6) for _, t in calls] == [0.01, 0.085]
     finally:
         await scheduler.stop(1)
+
+
+async def test_a_poll_that_raises_is_logged_once_and_the_job_keeps_its_timer() -> None:
+    calls: list[str] = []
+
+    async def poll(job_id: str) -> None:
+        calls.append(job_id)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in one poll")
+
+    scheduler = PollScheduler()
+    with structlog.testing.capture_logs() as logs:
+        scheduler.add("job", INTERVAL, 0, first_within=0)
+        scheduler.start(poll)
+        try:
+            await wait_for(lambda: len(calls) >= 3)
+        finally:
+            await scheduler.stop(1)
+    crashed = [e for e in logs if e["event"] == "scheduled_poll_crashed"]
+    assert [(e["job_id"], e["log_level"]) for e in crashed] == [("job", "error")]
 
 
 @pytest.mark.parametrize(
