@@ -98,16 +98,18 @@ async def measure(jobs: int, top: int, scrape: bool, rss: bool = False) -> dict[
     text = sum(len(piece) for piece in series.scrape())
     gc.collect()
     polled, watched = book.first_round()
+    common = {
+        "jobs": watched,
+        "polled": polled,
+        "first_round_seconds": round(round_seconds, 2),
+        "text_bytes_per_job": round(text / jobs),
+    }
     if before is None:
         rss_after = rss_bytes(os.getpid())
         await client.aclose()
         store.close()
-        return {
-            "jobs": watched,
-            "polled": polled,
-            "first_round_seconds": round(round_seconds, 2),
+        return common | {
             "rss_bytes_per_job": round((rss_after - rss_before) / jobs),
-            "text_bytes_per_job": round(text / jobs),
             "note": "rss: resident memory after the round minus before the first watch, text"
             " (in mmap pages) included, SQLite's page cache and allocator slack too",
         }
@@ -117,12 +119,8 @@ async def measure(jobs: int, top: int, scrape: bool, rss: bool = False) -> dict[
     total = sum(s.size_diff for s in stats)
     await client.aclose()
     store.close()
-    return {
-        "jobs": watched,
-        "polled": polled,
-        "first_round_seconds": round(round_seconds, 2),
+    return common | {
         "bytes_per_job": round(total / jobs),
-        "text_bytes_per_job": round(text / jobs),
         "note": "text: the exposition, in mmap pages (sections.py), which tracemalloc does not"
         " see; bytes_per_job: everything else Python allocated",
         "top": [
