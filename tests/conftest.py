@@ -17,11 +17,27 @@ import httpx
 import pytest
 import structlog
 
+from monitor.store.database import Store
+
 if TYPE_CHECKING:
     from monitor.simulator import Simulator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED_ID = "3faf5c03-aaa1-4cbe-879d-24b05d997347"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A test's state database, in a directory the store creates, as a daemon's first start."""
+    return tmp_path / "state" / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    """A real SQLite store at ``db_path``, closed after the test."""
+    s = Store(db_path)
+    yield s
+    s.close()
 
 
 @pytest.fixture

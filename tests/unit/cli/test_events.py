@@ -20,6 +20,7 @@ from monitor.core.job import JobSnapshot
 from monitor.core.state import JobState
 from monitor.delivery.sinks import describe
 from monitor.store.database import Store
+from tests.unit.cli.conftest import targets_config
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -206,20 +207,7 @@ def test_a_missing_database_is_one_line_and_exit_2(
 def test_with_targets_each_line_starts_with_its_target_and_target_filters(
     tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    doc = {
-        "targets": [
-            {
-                "name": name,
-                "api": {"endpoint": "https://ma.example.com", "project_id": f"p-{name}"},
-                "auth": {"type": "none"},
-                "jobs": [{"id": f"job-{name}"}],
-            }
-            for name in ("east", "west-2")
-        ],
-        "state": {"path": str(db)},
-    }
-    config = tmp_path / "targets.yaml"
-    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    config = targets_config(tmp_path / "targets.yaml", ("east", "west-2"), db)
     east = cloudevent("job-east", "a", "phase_changed", 1, 60, target="east")
     west = cloudevent("job-west-2", "b", "phase_changed", 2, 30, target="west-2")
     store = Store(db)

@@ -16,6 +16,7 @@ from monitor.core.events import new_event, to_cloudevent
 from monitor.core.job import JobSnapshot
 from monitor.core.state import JobState
 from monitor.store.database import DeadLetter, SinkDeadLetters, Store
+from tests.unit.cli.conftest import targets_config
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -350,20 +351,9 @@ def test_status_shows_each_jobs_target_when_the_database_holds_several(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The target comes from the config for configured jobs, else from the database."""
-    doc = {
-        "targets": [
-            {
-                "name": name,
-                "api": {"endpoint": "https://ma.example.com", "project_id": f"p-{name}"},
-                "auth": {"type": "none"},
-                "jobs": [{"id": f"job-{name}"}],
-            }
-            for name in ("east", "west")
-        ],
-        "state": {"path": str(tmp_path / "state" / "state.db")},
-    }
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    config = targets_config(
+        tmp_path / "config.yaml", ("east", "west"), tmp_path / "state" / "state.db"
+    )
     store = Store(tmp_path / "state" / "state.db")
     try:
         store.commit(state("job-east"), [], NOW, "east")

@@ -5,7 +5,7 @@ errors that cost a round and never more, and the stored membership that a restar
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -302,18 +302,6 @@ async def test_an_answer_of_the_wrong_shape_is_an_invalid_response(answer: Any) 
 
 
 # --- Discovery with a real store --------------------------------------------------------------
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(db_path)
-    yield s
-    s.close()
 
 
 class Watcher:

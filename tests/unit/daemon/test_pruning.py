@@ -5,11 +5,9 @@ not stop the next."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from structlog.testing import capture_logs
 
 from monitor.config.settings import JournalSettings
@@ -30,13 +28,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
 
 
 def event(n: int, at: float) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,6 @@ from tests.conftest import SEED_ID, job_doc
 
 NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "state.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(db_path)
-    yield s
-    s.close()
 
 
 def event_doc(n: int, job_id: str = SEED_ID) -> dict[str, Any]:

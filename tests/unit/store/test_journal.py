@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,6 @@ NOW = 1_800_000_000.0
 OTHER_ID = "7c0d2f7e-0000-4000-8000-000000000002"
 DAY = 86400.0
 SINKS = ["log", "file"]
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(db_path)
-    yield s
-    s.close()
 
 
 def event(
@@ -199,6 +186,7 @@ def test_pruning_a_read_only_store_is_a_state_error(store: Store, db_path: Path)
 
 
 def test_upgrading_to_version_7_journals_the_events_still_in_the_outbox(db_path: Path) -> None:
+    db_path.parent.mkdir()
     db = sqlite3.connect(db_path, isolation_level=None)
     for version in range(1, 7):
         step = MIGRATIONS[version]

@@ -7,7 +7,6 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +112,6 @@ def make_current_database(path: Path) -> None:
         store.record_success({SEED_ID: NOW + 5})
     finally:
         store.close()
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "state.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    s = Store(db_path)
-    yield s
-    s.close()
 
 
 def normalized(sql: str) -> str:
