@@ -235,24 +235,30 @@ def machine() -> dict[str, Any]:
     }
 
 
+REALISTIC, SATURATED = 30.0, 1.0
+"""The intervals of the two loads: every job every 30 s (333 polls/s at 10,000 jobs), and every
+job due every second, far more than one process can poll."""
+
+
 def polling(
     work: Path, backend: str, n: int, window: float, auth: str, interval: float
 ) -> dict[str, float]:
     """The first round, then CPU per poll over ``window`` seconds of polling every job every
-    ``interval`` s; every body after the first is unchanged, so this is the poll path's own
-    cost."""
-    name = f"{'saturated' if interval < 30 else 'steady'}-{auth}"
+    ``interval`` s (``REALISTIC`` or ``SATURATED``); every body after the first is unchanged,
+    so this is the poll path's own cost."""
+    realistic = interval == REALISTIC
+    name = f"{'steady' if realistic else 'saturated'}-{auth}"
     config = daemon_config(
         work, name, backend, n, interval, auth=SIGNED if auth == "aksk" else None
     )
     daemon = Daemon(config, work / f"{name}.log")
     try:
         serving, ready = daemon.wait_rounds(600)
-        # At the realistic interval, the second round is due an interval after the first
-        # polls: measure from there, when every job is polled on its own timer.
-        time.sleep(2 if interval < 30 else max(2.0, interval + 2 - ready))
+        # At the realistic load the second round is due an interval after the first polls:
+        # measure from there, over a whole interval, when every job is on its own timer.
+        time.sleep(max(2.0, interval + 2 - ready) if realistic else 2)
         polls, cpu, wall = daemon.ok_polls(), cpu_seconds(daemon.proc.pid), time.monotonic()
-        time.sleep(window if interval < 30 else max(window, interval))  # a whole period
+        time.sleep(max(window, interval) if realistic else window)
         polls = daemon.ok_polls() - polls
         cpu = cpu_seconds(daemon.proc.pid) - cpu
         wall = time.monotonic() - wall
@@ -301,12 +307,14 @@ def main() -> None:
         result["backend"] = backend.kind
         try:
             # Paced at the realistic load's rate: every job every 30 s.
-            result["http_floors"] = floors(backend.url, n, CONCURRENCY, n / 30)
+            result["http_floors"] = floors(backend.url, n, CONCURRENCY, n / REALISTIC)
             for auth, key in (("none", "unsigned"), ("aksk", "signed")):
-                result[key] = polling(work, backend.url, n, args.window, auth, 30.0)
-                result[f"{key}_saturated"] = polling(work, backend.url, n, args.window, auth, 1.0)
+                result[key] = polling(work, backend.url, n, args.window, auth, REALISTIC)
+                result[f"{key}_saturated"] = polling(
+                    work, backend.url, n, args.window, auth, SATURATED
+                )
 
-            idle = Daemon(daemon_config(work, "idle", backend.url, 0, 30.0), work / "i.log")
+            idle = Daemon(daemon_config(work, "idle", backend.url, 0, REALISTIC), work / "i.log")
             try:
                 idle.wait_ready(60)
                 time.sleep(2)
@@ -318,7 +326,9 @@ def main() -> None:
                 result["usage_polling"] = usage_cost(work, backend.url, args.usage_jobs, 60.0)
 
             # Realistic: 30 s interval (333 polls/s at 10,000 jobs); memory and scrapes.
-            daemon = Daemon(daemon_config(work, "steady", backend.url, n, 30.0), work / "s.log")
+            daemon = Daemon(
+                daemon_config(work, "steady", backend.url, n, REALISTIC), work / "s.log"
+            )
             try:
                 daemon.wait_ready(600)
                 time.sleep(5)
