@@ -19,10 +19,8 @@ the last successful poll said, and no transition is ever invented from an error.
 logged once per job per distinct error, and again when the job recovers.
 
 Other rooms read a job through ``view`` (an immutable picture); nothing outside this module
-holds or mutates the book's records.
-
-Each record carries its job's target name; the target's project, poll rules and labels are
-its ``Scope`` (``targets.py``), looked up at each use.
+holds or mutates the book's records. Each record carries its job's target name; the target's
+project, poll rules and labels are its ``Scope`` (``targets.py``), looked up at each use.
 """
 
 from __future__ import annotations
@@ -107,6 +105,7 @@ class JobBook:
         self._turn = KeyedLock()
         self._succeeded: dict[str, float] = {}
         self._store_error: str | None = None
+        self._polled = 0  # kept as health changes: ``/readyz`` asks on every probe
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -132,8 +131,7 @@ class JobBook:
 
     def unchanged(self, job_id: str, digest: bytes) -> bool:
         """The body behind the job's state had this digest: the same bytes cost nothing."""
-        job = self._jobs.get(job_id)
-        state = self._states.get(job_id)
+        job, state = self._jobs.get(job_id), self._states.get(job_id)
         return bool(job and job.digest == digest and state is not None and not state.gone)
 
     def gone_for(self, job_id: str) -> float | None:
@@ -145,7 +143,7 @@ class JobBook:
 
     def first_round(self) -> tuple[int, int]:
         """(jobs polled at least once in this run, jobs watched)."""
-        return sum(1 for j in self._jobs.values() if j.health.polled), len(self._jobs)
+        return self._polled, len(self._jobs)
 
     @property
     def store_error(self) -> str | None:
@@ -214,7 +212,9 @@ class JobBook:
     def unwatch(self, job_id: str) -> None:
         """Stop polling a job and forget its series and health (its stored state stays, for
         ``status``). An apply in flight for it finds it gone and changes nothing more."""
-        if self._jobs.pop(job_id, None) is not None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            self._polled -= job.health.polled
             self._schedule(job_id, None, False)
         self._series.remove(job_id)
         self._metrics.jobs.set(len(self._jobs))
@@ -368,6 +368,8 @@ class JobBook:
         self._set_health(job_id, job, job.health.failed(error, slow, not_before))
 
     def _set_health(self, job_id: str, job: _Job, health: Health) -> None:
+        if self._jobs.get(job_id) is job:  # not a record unwatched while its poll was applied
+            self._polled += health.polled - job.health.polled
         job.health = health
         self._series.set_health(job_id, health.up, health.last_success)
 

@@ -210,6 +210,27 @@ async def test_a_job_unwatched_while_its_commit_is_awaited_gets_no_series_back(
         assert SEED_ID.encode() not in b.series.render()
 
 
+async def test_the_first_round_count_stays_true_as_jobs_come_and_go_mid_poll(
+    tmp_path: Path,
+) -> None:
+    """What ``/readyz`` reports: a job unwatched while its first poll's commit is awaited,
+    then watched again, is not counted as polled until a poll of it lands afresh."""
+    async with make_book(tmp_path, Hold("after_commit")) as b:
+        task = asyncio.create_task(b.poll(phase="Running"))
+        await asyncio.wait_for(b.hold.reached.wait(), 5)
+        b.book.unwatch(SEED_ID)
+        b.book.watch(SEED_ID, LABELS)
+        b.hold.released.set()
+        await asyncio.wait_for(task, 5)
+        assert b.book.first_round() == (0, 1)
+        await b.poll(phase="Running")
+        await b.book.apply_poll(SEED_ID, Failed("server_error", "503"), slow=False)
+        b.book.watch("other-job", LABELS)
+        assert b.book.first_round() == (1, 2)
+        b.book.unwatch(SEED_ID)
+        assert b.book.first_round() == (0, 1)
+
+
 async def test_a_failed_poll_keeps_the_state_and_backs_off(tmp_path: Path) -> None:
     async with make_book(tmp_path) as b:
         await b.poll(phase="Running")
