@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class ModelArtsClient:
         self._count: RequestCounter = _not_counted
         self._auth = auth
         self._base = endpoint.rstrip("/")
+        self._base_url = httpx.URL(self._base)
         self._transport = transport or httpx_transport(
             endpoint, verify=verify, max_connections=max_connections
         )
@@ -167,7 +169,9 @@ class ModelArtsClient:
             if len(self._details) >= self._sweep_at:
                 self._details = {j: d for j, d in self._details.items() if self._watched(j)}
                 self._sweep_at = max(_MIN_SWEEP, 2 * len(self._details))
-            url = httpx.URL(f"{self._base}/v2/{self.project_id}/training-jobs/{job_id}")
+            url = appended(
+                self._base, self._base_url, f"/v2/{self.project_id}/training-jobs/{job_id}"
+            )
             cache = SigningCache() if self._auth is not None else None
             detail = self._details[job_id] = _Detail(url, cache)
         extensions: dict[str, Any] = {"timeout": self._timeouts}  # httpx copies it anyway
@@ -284,6 +288,26 @@ class Body:
             raise InvalidResponse(
                 f"body is not JSON: {excerpt(text)}", status=self.status, request_id=self.request_id
             ) from exc
+
+
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+")
+"""A path httpx would keep exactly as written: unreserved characters only, so nothing to
+quote, and no segment of dots, so nothing to resolve."""
+
+
+def appended(base: str, parsed: httpx.URL, path: str) -> httpx.URL:
+    """``httpx.URL(base + path)``, from ``parsed`` (``httpx.URL(base)``, an endpoint) without
+    parsing the whole string again. A first round parses 10,000 detail URLs, and parsing and
+    validating each whole (host, port, every component) cost about a tenth of a first poll's
+    request, while the base was checked once already. A path that would need quoting or
+    resolving (never a configured job's) is parsed whole."""
+    reference = parsed._uri_reference
+    plain = reference.query is None and reference.fragment is None
+    if not plain or not _PLAIN_PATH.fullmatch(path):
+        return httpx.URL(base + path)
+    url = httpx.URL.__new__(httpx.URL)
+    url._uri_reference = reference._replace(path=reference.path + path)
+    return url
 
 
 _DECODED = ("content-encoding", "content-length")

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.errors import (
     POLL_RESULTS,
@@ -25,7 +27,7 @@ from monitor.errors import (
 )
 from monitor.modelarts import client as client_module
 from monitor.modelarts.auth.aksk import SIGNING_CACHE, AkSkAuth, verify
-from monitor.modelarts.client import MAX_BODY_BYTES, ModelArtsClient
+from monitor.modelarts.client import MAX_BODY_BYTES, ModelArtsClient, appended
 from monitor.modelarts.transport import Transport, build_transport
 from monitor.simulator import Simulator, parse_scenario, start, stop
 from tests.conftest import SEED_ID, job_doc
@@ -422,6 +424,40 @@ async def test_a_200_nested_deeper_than_any_answer_is_an_invalid_response_not_a_
 
 
 # --- the poll path: prepared once per job, nothing kept between requests ----------------------
+
+
+ENDPOINTS = [
+    "https://modelarts.cn-north-4.myhuaweicloud.com",
+    "http://127.0.0.1:9888/",
+    "https://[::1]:8443",
+    "HTTPS://ModelArts.Example.COM:443/gateway/v1/",
+    "http://gw.example.com/a%20b/",
+    "http://user:pa%40ss@gw.example.com:80",
+]
+SEGMENT = st.one_of(
+    st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True),  # what the config lets through
+    st.text(st.sampled_from("Az09_-.~%/ é?#"), min_size=1, max_size=12),
+)
+
+
+@given(st.sampled_from(ENDPOINTS), SEGMENT, SEGMENT)
+def test_a_detail_url_is_the_one_its_whole_string_parses_to(
+    endpoint: str, project: str, job: str
+) -> None:
+    """Prepared without parsing the whole string again, a job's detail URL is still exactly
+    the one httpx makes of it: same text, same path on the wire, same host and port; a path
+    that needs quoting or resolving (dots, spaces, unicode, ``?``) is parsed whole."""
+    base = endpoint.rstrip("/")
+    path = f"/v2/{project}/training-jobs/{job}"
+    fast, parsed = appended(base, httpx.URL(base), path), httpx.URL(base + path)
+    assert str(fast) == str(parsed)
+    assert (fast.raw_path, fast.host, fast.port, fast.netloc) == (
+        parsed.raw_path,
+        parsed.host,
+        parsed.port,
+        parsed.netloc,
+    )
+    assert fast == parsed
 
 
 async def test_each_detail_get_of_a_job_is_signed_afresh_from_what_was_prepared_once() -> None:
