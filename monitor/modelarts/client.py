@@ -39,7 +39,7 @@ from monitor.modelarts.auth.aksk import SIGNING_CACHE, SigningCache
 from monitor.modelarts.parse import parse_job_events
 from monitor.modelarts.responses import excerpt, raise_for_status, request_id, retry_after
 from monitor.modelarts.throttle import Throttle
-from monitor.modelarts.transport import httpx_transport
+from monitor.modelarts.transport import WIRE_URL, httpx_transport, wire_url
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """A job document is a few KiB; anything this large is not one, and must not exhaust memory."""
@@ -174,7 +174,7 @@ class ModelArtsClient:
             )
             cache = SigningCache() if self._auth is not None else None
             detail = self._details[job_id] = _Detail(url, cache)
-        extensions: dict[str, Any] = {"timeout": self._timeouts}  # httpx copies it anyway
+        extensions: dict[str, Any] = {"timeout": self._timeouts, WIRE_URL: detail.wire}
         if detail.cache is not None:
             extensions[SIGNING_CACHE] = detail.cache
         request = httpx.Request(
@@ -257,12 +257,14 @@ class ModelArtsClient:
 
 
 class _Detail:
-    """A job's prepared detail GET: its URL, and the signer's cache when there is a signer."""
+    """A job's prepared detail GET: its URL (httpx's, and as aiohttp takes it), and the
+    signer's cache when there is a signer."""
 
-    __slots__ = ("cache", "url")
+    __slots__ = ("cache", "url", "wire")
 
     def __init__(self, url: httpx.URL, cache: SigningCache | None) -> None:
         self.url = url
+        self.wire = wire_url(url)
         self.cache = cache
 
 

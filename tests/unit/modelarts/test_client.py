@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from monitor.errors import (
 from monitor.modelarts import client as client_module
 from monitor.modelarts.auth.aksk import SIGNING_CACHE, AkSkAuth, verify
 from monitor.modelarts.client import MAX_BODY_BYTES, ModelArtsClient, appended
-from monitor.modelarts.transport import Transport, build_transport
+from monitor.modelarts.transport import Transport, build_transport, wire_url
 from monitor.simulator import Simulator, parse_scenario, start, stop
 from tests.conftest import SEED_ID, job_doc
 
@@ -458,6 +459,7 @@ def test_a_detail_url_is_the_one_its_whole_string_parses_to(
         parsed.netloc,
     )
     assert fast == parsed
+    assert wire_url(fast)[1] == yarl.URL(str(parsed))  # as aiohttp makes it of the text
 
 
 async def test_each_detail_get_of_a_job_is_signed_afresh_from_what_was_prepared_once() -> None:

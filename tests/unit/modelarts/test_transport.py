@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+import yarl
 from aiohttp import web
 from httpx_aiohttp import AiohttpTransport
 
 from monitor.errors import ApiTimeout, InvalidResponse, NetworkError
 from monitor.modelarts import client as client_module
 from monitor.modelarts.client import ModelArtsClient
-from monitor.modelarts.transport import build_transport
+from monitor.modelarts.transport import WIRE_URL, build_transport
 from tests.conftest import job_doc
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -159,6 +160,42 @@ async def test_a_request_goes_out_exactly_as_httpx_aiohttps_own_transport_sends_
         await runner.cleanup()
     assert len(received) == 2
     assert received[1] == received[0]
+
+
+async def test_a_prepared_wire_url_is_sent_unless_the_request_was_given_another_since() -> None:
+    """``WIRE_URL`` spares aiohttp parsing a job's URL on every poll; it is bound to the URL
+    it was made from, so a request whose URL was replaced (as an auth flow may) goes to its
+    own."""
+    paths: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        paths.append(request.path_qs)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    transport = monitor_transport()
+
+    def request() -> httpx.Request:
+        own = httpx.URL(f"{url}/own")
+        wire = (own._uri_reference, yarl.URL(f"{url}/prepared"))
+        return httpx.Request("GET", own, extensions={WIRE_URL: wire})
+
+    replaced = request()
+    replaced.url = replaced.url.copy_with(path="/replaced")
+    try:
+        for each in (request(), replaced):
+            response = await transport.handle_async_request(each)
+            await response.aread()
+            await response.aclose()
+    finally:
+        await transport.aclose()
+        await runner.cleanup()
+    assert paths == ["/prepared", "/replaced"]
 
 
 def one_answer(head: bytes, body: bytes, *, close: bool = False, pieces: int = 0) -> Serve:
