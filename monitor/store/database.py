@@ -32,6 +32,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from monitor.core.state import JobState, decode_state
 from monitor.errors import StateError
+from monitor.store import outbox
 from monitor.store.commits import Commit, write_commits
 from monitor.store.dead_letters import DeadLetter as DeadLetter
 from monitor.store.dead_letters import SinkDeadLetters as SinkDeadLetters
@@ -286,20 +287,14 @@ class Store(JournalMethods):
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: {exc}") from exc
 
-    # -- outbox -----------------------------------------------------------------------------
+    # -- outbox (the SQL is ``outbox.py``) ---------------------------------------------------
 
     def pending(self, sink: str, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
         """Events this sink has not taken yet, oldest first."""
         try:
-            rows = self._db.execute(
-                "SELECT seq, body FROM outbox WHERE seq > "
-                "COALESCE((SELECT seq FROM sink_positions WHERE sink = ?), 0) "
-                "ORDER BY seq LIMIT ?",
-                (sink, limit),
-            ).fetchall()
+            return outbox.pending(self._db, sink, limit)
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot read outbox: {exc}") from exc
-        return [(seq, json.loads(body)) for seq, body in rows]
 
     def ack(
         self,
@@ -316,39 +311,14 @@ class Store(JournalMethods):
         """
         try:
             with self._transaction():
-                self._db.executemany(
-                    # Copied before the outbox row can be deleted below. Delivered again after
-                    # a crash, the same event stays one dead letter.
-                    "INSERT OR IGNORE INTO dead_letters(sink, event_id, body, reason, dead_at) "
-                    "SELECT ?, id, body, ?, ? FROM outbox WHERE id = ?",
-                    [(sink, _storable(reason), now, event_id) for event_id, reason in dead],
-                )
-                self._db.execute(
-                    "INSERT INTO sink_positions(sink, seq) VALUES (?, ?) "
-                    "ON CONFLICT(sink) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-                    (sink, seq),
-                )
-                marks = ",".join("?" * len(all_sinks))
-                row = self._db.execute(
-                    f"SELECT COUNT(*), MIN(seq) FROM sink_positions WHERE sink IN ({marks})",  # noqa: S608
-                    tuple(all_sinks),
-                ).fetchone()
-                if row[0] == len(all_sinks):
-                    self._db.execute("DELETE FROM outbox WHERE seq <= ?", (row[1],))
+                outbox.ack(self._db, sink, seq, all_sinks, dead, now)
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot record delivery: {exc}") from exc
 
     def outbox_size(self, sink: str | None = None) -> int:
+        """The events ``sink`` has not taken yet (no sink: every event still in the outbox)."""
         try:
-            if sink is None:
-                return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-            return int(
-                self._db.execute(
-                    "SELECT COUNT(*) FROM outbox WHERE seq > "
-                    "COALESCE((SELECT seq FROM sink_positions WHERE sink = ?), 0)",
-                    (sink,),
-                ).fetchone()[0]
-            )
+            return outbox.backlog(self._db, sink)
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: {exc}") from exc
 
@@ -374,9 +344,3 @@ class Store(JournalMethods):
                 f"state database {self.path}: cannot read dead letters: {exc}"
             ) from exc
         return out
-
-
-def _storable(text: str) -> str:
-    """``text`` as SQLite can bind it: a lone surrogate (the very thing that makes an event
-    unserializable) would fail the whole transaction, so it is kept as a ``\\udcxx`` escape."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
