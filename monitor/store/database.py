@@ -39,6 +39,7 @@ from monitor.store.dead_letters import SinkDeadLetters as SinkDeadLetters
 from monitor.store.files import loose_mode, make_private_dirs, open_private, report_loose
 from monitor.store.journal import JournalMethods, record
 from monitor.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from monitor.store.outbox import Batch
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -296,6 +297,13 @@ class Store(JournalMethods):
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot read outbox: {exc}") from exc
 
+    def next_batch(self, sink: str, limit: int = 100) -> Batch:
+        """The sink's next events and its backlog in one call (the dispatcher's read)."""
+        try:
+            return outbox.next_batch(self._db, sink, limit)
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: cannot read outbox: {exc}") from exc
+
     def ack(
         self,
         sink: str,
@@ -303,15 +311,16 @@ class Store(JournalMethods):
         all_sinks: Sequence[str],
         dead: Sequence[tuple[str, str]] = (),
         now: float = 0.0,
-    ) -> None:
-        """Move a sink past ``seq``; drop events that every sink in ``all_sinks`` has taken.
+    ) -> int:
+        """Move a sink past ``seq``; drop events that every sink in ``all_sinks`` has taken;
+        return the sink's backlog after the move, counted in the same transaction.
 
         ``dead`` are (event id, reason) of events in this stretch the sink can never take: their
         outbox bodies become the sink's dead letters, at ``now``, in the same transaction.
         """
         try:
             with self._transaction():
-                outbox.ack(self._db, sink, seq, all_sinks, dead, now)
+                return outbox.ack(self._db, sink, seq, all_sinks, dead, now)
         except sqlite3.Error as exc:
             raise StateError(f"state database {self.path}: cannot record delivery: {exc}") from exc
 

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 from structlog.testing import capture_logs
@@ -431,6 +431,96 @@ async def test_after_a_restart_the_rest_is_delivered_and_acked_events_are_not_se
     assert ids(first.received) == ids(docs[:4])
     assert ids(second.received) == ids(docs[2:])
     assert await store.call(store.outbox_size) == 0
+
+
+# -- database calls per batch -----------------------------------------------------------------
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class CountingStore(Store):
+    """A real Store that names every call made to its database thread, and can hold one
+    (the ``n``-th call of a method) until the test lets it run, to look between two calls."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.calls: list[str] = []
+        self.hold: tuple[str, int] | None = None
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        name = getattr(fn, "__name__", repr(fn))
+        self.calls.append(name)
+        if self.hold == (name, self.calls.count(name)):
+            self.holding.set()
+            await self.release.wait()
+        return await super().call(fn, *args, **kwargs)
+
+
+@pytest.fixture
+async def counting(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    s = CountingStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+class ArrivingSink(ListSink):
+    """Takes everything; while its first batch is out, three more events are committed (a
+    poll round going on). Notes the backlog gauge as each attempt begins."""
+
+    def __init__(self, name: str, store: Store, metrics: MonitorMetrics) -> None:
+        super().__init__(name)
+        self.store = store
+        self.metrics = metrics
+        self.gauge_at_attempt: list[float | None] = []
+
+    async def deliver(self, batch: Sequence[CloudEvent]) -> list[Rejected]:
+        self.gauge_at_attempt.append(pending_gauge(self.metrics, self.name))
+        if self.attempts == 0:
+            await commit(self.store, [cloud(n) for n in range(100, 103)])
+        return await super().deliver(batch)
+
+
+async def test_a_batch_costs_two_database_calls_the_read_and_the_ack(
+    counting: CountingStore, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    """Each call to the database thread costs CPU on both threads; at 10,000 jobs a first
+    round delivers 100 batches per sink while it polls."""
+    docs = [cloud(n) for n in range(250)]
+    counting.commit(JobState(job_id=SEED_ID), docs, NOW)
+    sink = ListSink("hook")
+
+    start(counting, [sink], started, metrics, batch_size=100)
+    await wait_for(lambda: len(sink.received) == 250)
+    await wait_for(lambda: counting.calls.count("next_batch") == 4)  # the last one finds none
+
+    assert ids(sink.received) == ids(docs)
+    assert counting.calls == ["next_batch", "ack"] * 3 + ["next_batch"]
+    assert pending_gauge(metrics, "hook") == 0
+
+
+async def test_the_backlog_shown_after_a_batch_counts_the_events_that_arrived_meanwhile(
+    counting: CountingStore, metrics: MonitorMetrics, started: list[Dispatcher]
+) -> None:
+    """``outbox_pending`` before each attempt is the sink's whole backlog (the batch
+    included); once the batch is taken it is the real count left, events committed while
+    the batch was out included, not the earlier count less the batch."""
+    await commit(counting, [cloud(n) for n in range(5)])
+    sink = ArrivingSink("hook", counting, metrics)
+    counting.hold = ("next_batch", 2)  # the read after the first ack waits for the test
+
+    start(counting, [sink], started, metrics, batch_size=10)
+    await wait_for(counting.holding.is_set)
+    assert len(sink.received) == 5
+    assert pending_gauge(metrics, "hook") == 3 == await counting.call(counting.outbox_size, "hook")
+
+    counting.release.set()
+    await wait_for(lambda: len(sink.received) == 8)
+    await wait_for(outbox_empty(counting, "hook"))
+    assert sink.gauge_at_attempt == [5, 3]
+    await wait_for(lambda: pending_gauge(metrics, "hook") == 0)
 
 
 # -- back-off ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from monitor.modelarts.parse import parse_job
 from monitor.store.commits import Commit
 from monitor.store.database import Store
 from monitor.store.migrations import SCHEMA_VERSION
+from monitor.store.outbox import Batch
 from tests.conftest import SEED_ID, job_doc
 
 NOW = 1_800_000_000.0
@@ -213,6 +214,104 @@ def test_a_new_sink_starts_at_the_oldest_event_still_in_the_outbox(store: Store)
     store.commit(JobState(job_id=SEED_ID), docs, NOW)
     assert [b for _, b in store.pending("webhook")] == docs
     assert store.outbox_size("webhook") == 2
+
+
+def test_next_batch_reads_the_batch_and_the_sinks_whole_backlog_together(store: Store) -> None:
+    """The dispatcher's one read per batch: the events, and the count it reports before the
+    attempt (the batch included, and whatever waits behind it)."""
+    docs = [event_doc(n) for n in range(5)]
+    store.commit(JobState(job_id=SEED_ID), docs, NOW)
+    full = store.next_batch("log", limit=2)
+    assert ([b for _, b in full.events], full.backlog) == (docs[:2], 5)
+    whole = store.next_batch("log", limit=10)
+    assert ([b for _, b in whole.events], whole.backlog) == (docs, 5)
+    exact = store.next_batch("log", limit=5)
+    assert (len(exact.events), exact.backlog) == (5, 5)
+
+    store.ack("log", full.events[-1][0], ["log", "file"])
+    after = store.next_batch("log", limit=2)
+    assert ([b for _, b in after.events], after.backlog) == (docs[2:4], 3)
+    assert store.next_batch("file", limit=100).backlog == 5  # file has taken none
+    store.ack("log", whole.events[-1][0], ["log", "file"])
+    assert store.next_batch("log", limit=2) == Batch([], 0)
+
+
+def test_each_sinks_backlog_is_exact_wherever_its_position_lies_among_the_others(
+    store: Store, db_path: Path
+) -> None:
+    """The backlog is counted from the shorter side of a sink's position; either way it is
+    the rows past it, also with gaps in the seqs (a duplicate insert uses one up)."""
+    sinks = ["lead", "lag", "new"]
+    docs = [event_doc(n) for n in range(12)]
+    for chunk in (docs[:4], [docs[0], *docs[4:8]], [docs[2], *docs[8:]]):  # duplicates: gaps
+        store.commit(JobState(job_id=SEED_ID), chunk, NOW)
+    seqs = [seq for seq, _ in store.pending("lead", limit=100)]
+    assert seqs != list(range(seqs[0], seqs[0] + len(seqs))), "the seqs should have gaps"
+
+    def real(sink: str) -> int:
+        with sqlite3.connect(db_path) as db:
+            return int(
+                db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE seq > "
+                    "COALESCE((SELECT seq FROM sink_positions WHERE sink = ?), 0)",
+                    (sink,),
+                ).fetchone()[0]
+            )
+
+    for lead, lag in [(1, 0), (9, 0), (10, 2), (11, 8), (11, 11)]:
+        store.ack("lead", seqs[lead], sinks)
+        store.ack("lag", seqs[lag], sinks)
+        for sink in sinks:
+            assert store.outbox_size(sink) == real(sink), (sink, lead, lag)
+        assert store.outbox_size("lead") == 11 - lead
+        assert store.next_batch("lag", limit=2).backlog == 11 - lag
+    assert store.outbox_size("new") == 12  # a sink without a position holds every row back
+
+
+def test_ack_returns_the_backlog_left_counting_events_committed_after_the_batch_was_read(
+    store: Store,
+) -> None:
+    """What the dispatcher shows once a batch is taken: the events that arrived while the
+    batch was out are counted in the ack's own transaction, not worked out from the read."""
+    docs = [event_doc(n) for n in range(6)]
+    store.commit(JobState(job_id=SEED_ID), docs[:3], NOW)
+    batch = store.next_batch("hook", limit=2)
+    store.commit(JobState(job_id=SEED_ID), docs[3:], NOW + 1)  # arrives during the delivery
+
+    left = store.ack("hook", batch.events[-1][0], ["hook"], [(docs[0]["id"], "HTTP 400")], NOW)
+    assert left == 4 == store.outbox_size("hook")
+    assert store.outbox_size() == 4  # the only sink passed them: the two rows are gone
+    (letters,) = store.dead_letters()
+    assert [d.event_id for d in letters.newest] == [docs[0]["id"]]
+    assert store.ack("hook", batch.events[0][0], ["hook"]) == 4  # never moves back
+    last = store.pending("hook")[-1][0]
+    assert store.ack("hook", last, ["hook"]) == 0
+
+
+def test_a_seq_is_never_used_again_once_the_outbox_was_emptied_and_the_file_reopened(
+    db_path: Path,
+) -> None:
+    """A sink's position is the last seq it took. Were seqs reused after the outbox emptied,
+    new events would sit at or below every position and never be delivered."""
+    first = Store(db_path)
+    try:
+        first.commit(JobState(job_id=SEED_ID), [event_doc(n) for n in range(3)], NOW)
+        position = first.pending("log")[-1][0]
+        assert first.ack("log", position, ["log"]) == 0
+        assert first.outbox_size() == 0
+    finally:
+        first.close()
+
+    again = Store(db_path)
+    try:
+        later = [event_doc(n) for n in range(3, 5)]
+        again.commit(JobState(job_id=SEED_ID), later, NOW + 1)
+        batch = again.next_batch("log")
+    finally:
+        again.close()
+    assert [b for _, b in batch.events] == later
+    assert all(seq > position for seq, _ in batch.events)
+    assert batch.backlog == 2
 
 
 def test_the_schema_version_is_recorded_in_the_file(store: Store, db_path: Path) -> None:
