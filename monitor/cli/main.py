@@ -194,8 +194,10 @@ def _settings(path: str, stream: object = None) -> Settings:
 
 
 def _run(path: str) -> int:
+    from monitor.daemon import gc_thresholds
     from monitor.daemon.app import App
 
+    gc_thresholds.tune()
     settings = _settings(path)
     try:
         asyncio.run(App(settings, config_path=path).run())

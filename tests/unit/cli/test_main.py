@@ -6,6 +6,7 @@ simulator it talks to runs as a real ``modelarts-monitor simulate`` subprocess o
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import __version__
 from monitor.cli.main import main
+from monitor.daemon import gc_thresholds
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 
@@ -221,6 +223,25 @@ def test_run_on_an_address_in_use_says_cannot_listen_and_exits_2(
         assert main(["run", "--config", str(path)]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+
+
+@pytest.fixture
+def thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.usefixtures("thresholds")
+def test_run_collects_young_objects_every_20000_allocations_from_before_the_config(
+    tmp_path: Path,
+) -> None:
+    """A first round keeps nearly all it allocates; at CPython's 700 the collector walked
+    the whole heap again and again as it grew (``daemon/gc_thresholds.py``). Set before the
+    config is read: even one that fails to load leaves them set."""
+    gc.set_threshold(700, 10, 10)
+    assert main(["run", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert gc.get_threshold() == (gc_thresholds.YOUNG, 10, 10)
 
 
 @pytest.mark.parametrize("command", ["run", "check", "once"])
