@@ -17,14 +17,13 @@ label value or an identifier is one line of at most ``LABEL_LIMIT`` characters (
 ``NAME_LIMIT``, the API's own limit), messages and reasons at most ``TEXT_LIMIT``, and none
 keeps a lone surrogate or a control character. Nothing after this module meets a value it
 cannot render, store as JSON or encode as UTF-8. Values every job repeats (phases, flavours,
-task names) leave it as one copy shared by all snapshots (``_word``).
+task names) leave it as one copy shared by all snapshots (``fields.word``).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from monitor.core.hang import USAGE_METRICS
@@ -39,15 +38,25 @@ from monitor.core.job import (
     TASK_ROLES,
     TIME_MS,
     TIME_S,
-    Bound,
     JobSnapshot,
     RecoverRecord,
     RunningRecord,
     TaskRole,
     TaskStatus,
 )
-from monitor.core.text import LABEL_LIMIT, clip, free_text, label_text
+from monitor.core.text import LABEL_LIMIT, clip, label_text
 from monitor.errors import InvalidResponse
+from monitor.modelarts.fields import (
+    array,
+    line,
+    obj,
+    string,
+    text,
+    text_word,
+    whole,
+    whole_text,
+    word,
+)
 
 
 def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
@@ -59,15 +68,15 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
     if not isinstance(raw, dict):
         raise InvalidResponse(f"body: expected a JSON object, got {type(raw).__name__}")
     doc: Mapping[str, Any] = raw
-    metadata = _obj(doc.get("metadata"), "metadata")
-    status = _obj(doc.get("status"), "status")
-    spec = _obj(doc.get("spec"), "spec")
-    resource = _obj(spec.get("resource"), "spec.resource")
-    flavor_detail = _obj(resource.get("flavor_detail"), "spec.resource.flavor_detail")
-    algorithm = _obj(doc.get("algorithm"), "algorithm")
-    engine = _obj(algorithm.get("engine"), "algorithm.engine")
+    metadata = obj(doc.get("metadata"), "metadata")
+    status = obj(doc.get("status"), "status")
+    spec = obj(doc.get("spec"), "spec")
+    resource = obj(spec.get("resource"), "spec.resource")
+    flavor_detail = obj(resource.get("flavor_detail"), "spec.resource.flavor_detail")
+    algorithm = obj(doc.get("algorithm"), "algorithm")
+    engine = obj(algorithm.get("engine"), "algorithm.engine")
 
-    found_id = _str(metadata.get("id"), "metadata.id")
+    found_id = string(metadata.get("id"), "metadata.id")
     if job_id is None:
         if not found_id:
             raise InvalidResponse("response has no metadata.id")
@@ -83,48 +92,56 @@ def parse_job(raw: object, job_id: str | None = None) -> JobSnapshot:
         )
 
     nodes, nodes_at = _newest_point(status.get("node_count_metrics"))
-    annotations = _obj(metadata.get("annotations"), "metadata.annotations")
-    requested = _int(resource.get("node_count"), "spec.resource.node_count", NODE_COUNT)
+    annotations = obj(metadata.get("annotations"), "metadata.annotations")
+    requested = whole(resource.get("node_count"), "spec.resource.node_count", NODE_COUNT)
     flavor_type, accelerator, per_node = _accelerators(resource, flavor_detail)
     return JobSnapshot(
         job_id=job_id,
-        name=_line(metadata.get("name"), "metadata.name", NAME_LIMIT),
-        kind=_word(doc.get("kind"), "kind"),
-        workspace_id=_word(metadata.get("workspace_id"), "metadata.workspace_id"),
-        user_name=_word(metadata.get("user_name"), "metadata.user_name"),
-        create_time_ms=_int(metadata.get("create_time"), "metadata.create_time", TIME_MS),
-        engine_name=_word(engine.get("engine_name"), "algorithm.engine.engine_name"),
-        engine_version=_word(engine.get("engine_version"), "algorithm.engine.engine_version"),
-        flavor_id=_word(resource.get("flavor_id"), "spec.resource.flavor_id"),
-        flavor_name=_word(resource.get("flavor_name"), "spec.resource.flavor_name"),
+        name=line(metadata.get("name"), "metadata.name", NAME_LIMIT),
+        kind=word(doc.get("kind"), "kind"),
+        workspace_id=word(metadata.get("workspace_id"), "metadata.workspace_id"),
+        user_name=word(metadata.get("user_name"), "metadata.user_name"),
+        create_time_ms=whole(metadata.get("create_time"), "metadata.create_time", TIME_MS),
+        engine_name=word(engine.get("engine_name"), "algorithm.engine.engine_name"),
+        engine_version=word(engine.get("engine_version"), "algorithm.engine.engine_version"),
+        flavor_id=word(resource.get("flavor_id"), "spec.resource.flavor_id"),
+        flavor_name=word(resource.get("flavor_name"), "spec.resource.flavor_name"),
         flavor_type=flavor_type,
-        pool_id=_word(resource.get("pool_id"), "spec.resource.pool_id"),
-        pool_name=_word(resource.get("pool_name"), "spec.resource.pool_name"),
+        pool_id=word(resource.get("pool_id"), "spec.resource.pool_id"),
+        pool_name=word(resource.get("pool_name"), "spec.resource.pool_name"),
         requested_nodes=requested,
-        retry_limit=_int_text(
+        retry_limit=whole_text(
             annotations.get(RETRY_ANNOTATION),
             f"metadata.annotations[{RETRY_ANNOTATION!r}]",
             RETRY_LIMIT,
         ),
         accelerator_type=accelerator if per_node and requested else "",
         accelerators=per_node * requested if per_node and requested else None,
-        phase=_word(status.get("phase"), "status.phase"),
-        secondary_phase=_word(status.get("secondary_phase"), "status.secondary_phase"),
-        duration_ms=_int(status.get("duration"), "status.duration", DURATION_MS),
-        start_time_ms=_int(status.get("start_time"), "status.start_time", TIME_MS),
+        phase=word(status.get("phase"), "status.phase"),
+        secondary_phase=word(status.get("secondary_phase"), "status.secondary_phase"),
+        duration_ms=whole(status.get("duration"), "status.duration", DURATION_MS),
+        start_time_ms=whole(status.get("start_time"), "status.start_time", TIME_MS),
         nodes=nodes,
         nodes_at_ms=nodes_at,
         tasks=tuple(
-            _word(t, f"status.tasks[{i}]")
-            for i, t in enumerate(_list(status.get("tasks"), "status.tasks"))
+            [
+                word(t, "status.tasks", i)
+                for i, t in enumerate(array(status.get("tasks"), "status.tasks"))
+            ]
         ),
         task_statuses=tuple(
-            _task_status(t, f"status.task_statuses[{i}]")
-            for i, t in enumerate(_list(status.get("task_statuses"), "status.task_statuses"))
+            [
+                _task_status(t, f"status.task_statuses[{i}]")
+                for i, t in enumerate(array(status.get("task_statuses"), "status.task_statuses"))
+            ]
         ),
         running_records=tuple(
-            _record(r, f"status.running_records[{i}]")
-            for i, r in enumerate(_list(status.get("running_records"), "status.running_records"))
+            [
+                _record(r, f"status.running_records[{i}]")
+                for i, r in enumerate(
+                    array(status.get("running_records"), "status.running_records")
+                )
+            ]
         ),
         roles=_roles(doc.get("tasks")),
     )
@@ -144,16 +161,18 @@ def _accelerators(
     other named type a GPU.
     """
     path = "spec.resource.flavor_detail"
-    flavor_type = _word(flavor_detail.get("flavor_type"), f"{path}.flavor_type")
+    flavor_type = word(flavor_detail.get("flavor_type"), path, "flavor_type")
     accelerator, per_node = _cards(flavor_detail.get("flavor_info"), f"{path}.flavor_info")
     if per_node:
         return flavor_type, accelerator, per_node
     path = "spec.resource.main_container_allocated_resources"
-    allocated = _obj(resource.get("main_container_allocated_resources"), path)
-    count = _int(allocated.get("accelerator_num"), f"{path}.accelerator_num", ACCELERATORS_PER_NODE)
-    kind = _word(allocated.get("accelerator_type"), f"{path}.accelerator_type")
+    allocated = obj(resource.get("main_container_allocated_resources"), path)
+    if not allocated:  # no accelerator named, nothing to derive the flavour type from
+        return flavor_type, "", None
+    count = whole(allocated.get("accelerator_num"), path, ACCELERATORS_PER_NODE, "accelerator_num")
+    kind = word(allocated.get("accelerator_type"), path, "accelerator_type")
     accelerator = "npu" if kind.lower().startswith("ascend") else "gpu" if kind else ""
-    if not flavor_type and allocated:
+    if not flavor_type:
         flavor_type = {"npu": "Ascend", "gpu": "GPU"}.get(accelerator, "CPU")
     return flavor_type, accelerator, count if accelerator else None
 
@@ -162,11 +181,13 @@ def _cards(raw: object, path: str) -> tuple[str, int | None]:
     """``(accelerator type, cards per node)`` of a ``flavor_info`` (``FlavorInfo`` under
     ``flavor_detail``, ``FlavorInfoResponse`` under a role's ``task_resource``: the same
     ``gpu``/``npu`` objects); ``("", None)`` when it names no card."""
-    info = _obj(raw, path)
-    gpu = _obj(info.get("gpu"), f"{path}.gpu")
-    npu = _obj(info.get("npu"), f"{path}.npu")
-    gpus = _int(gpu.get("unit_num"), f"{path}.gpu.unit_num", ACCELERATORS_PER_NODE)
-    npus = _int_text(  # a string in the SDK and the reference; a number is taken too
+    if raw is None:
+        return "", None
+    info = obj(raw, path)
+    gpu = obj(info.get("gpu"), path, "gpu")
+    npu = obj(info.get("npu"), path, "npu")
+    gpus = whole(gpu.get("unit_num"), f"{path}.gpu", ACCELERATORS_PER_NODE, "unit_num")
+    npus = whole_text(  # a string in the SDK and the reference; a number is taken too
         npu.get("unit_num"), f"{path}.npu.unit_num", ACCELERATORS_PER_NODE
     )
     if npus:
@@ -179,7 +200,9 @@ def _cards(raw: object, path: str) -> tuple[str, int | None]:
 def _roles(raw: object) -> tuple[TaskRole, ...]:
     """The top-level ``tasks[]`` of a heterogeneous job (SDK ``TaskResponse``): each role and
     the flavour of its ``task_resource`` (``FlavorResponse``)."""
-    entries = _list(raw, "tasks")
+    if raw is None:
+        return ()
+    entries = array(raw, "tasks")
     if len(entries) > TASK_ROLES:
         raise InvalidResponse(
             f"tasks: {len(entries)} roles, more than the {TASK_ROLES} a job can mean"
@@ -187,17 +210,17 @@ def _roles(raw: object) -> tuple[TaskRole, ...]:
     roles = []
     for i, entry in enumerate(entries):
         path = f"tasks[{i}]"
-        task = _obj(entry, path)
-        resource = _obj(task.get("task_resource"), f"{path}.task_resource")
+        task = obj(entry, path)
+        resource = obj(task.get("task_resource"), path, "task_resource")
         path = f"{path}.task_resource"
         accelerator, per_node = _cards(resource.get("flavor_info"), f"{path}.flavor_info")
         roles.append(
             TaskRole(
-                role=_word(task.get("role"), f"tasks[{i}].role"),
-                flavor_id=_word(resource.get("flavor_id"), f"{path}.flavor_id"),
-                flavor_name=_word(resource.get("flavor_name"), f"{path}.flavor_name"),
-                flavor_type=_word(resource.get("flavor_type"), f"{path}.flavor_type"),
-                pool_id=_word(resource.get("pool_id"), f"{path}.pool_id"),
+                role=word(task.get("role"), f"tasks[{i}]", "role"),
+                flavor_id=word(resource.get("flavor_id"), path, "flavor_id"),
+                flavor_name=word(resource.get("flavor_name"), path, "flavor_name"),
+                flavor_type=word(resource.get("flavor_type"), path, "flavor_type"),
+                pool_id=word(resource.get("pool_id"), path, "pool_id"),
                 accelerator_type=accelerator,
                 accelerators_per_node=per_node,
             )
@@ -206,44 +229,50 @@ def _roles(raw: object) -> tuple[TaskRole, ...]:
 
 
 def _task_status(raw: object, path: str) -> TaskStatus:
-    obj = _obj(raw, path)
+    found = obj(raw, path)
     return TaskStatus(
-        task=_word(obj.get("task"), f"{path}.task"),
-        exit_code=_int(obj.get("exit_code"), f"{path}.exit_code", EXIT_CODE),
-        message=_text(obj.get("message"), f"{path}.message"),
+        task=word(found.get("task"), path, "task"),
+        exit_code=whole(found.get("exit_code"), path, EXIT_CODE, "exit_code"),
+        message=text(found.get("message"), path, "message"),
     )
 
 
 def _record(raw: object, path: str) -> RunningRecord:
-    obj = _obj(raw, path)
+    found = obj(raw, path)
+    get = found.get
+    recovers = get("recover_records")
     return RunningRecord(
-        start_at=_int(obj.get("start_at"), f"{path}.start_at", TIME_S),
-        end_at=_int(obj.get("end_at"), f"{path}.end_at", TIME_S),
-        xpu_start_at=_int(obj.get("xpu_start_at"), f"{path}.xpu_start_at", TIME_S),
-        start_type=_word(obj.get("start_type"), f"{path}.start_type"),
-        end_reason=_word(obj.get("end_reason"), f"{path}.end_reason", _text),
-        end_related_task=_word(obj.get("end_related_task"), f"{path}.end_related_task"),
-        end_recover=_word(obj.get("end_recover"), f"{path}.end_recover"),
-        end_recover_before_downgrade=_word(
-            obj.get("end_recover_before_downgrade"), f"{path}.end_recover_before_downgrade"
+        start_at=whole(get("start_at"), path, TIME_S, "start_at"),
+        end_at=whole(get("end_at"), path, TIME_S, "end_at"),
+        xpu_start_at=whole(get("xpu_start_at"), path, TIME_S, "xpu_start_at"),
+        start_type=word(get("start_type"), path, "start_type"),
+        end_reason=text_word(get("end_reason"), path, "end_reason"),
+        end_related_task=word(get("end_related_task"), path, "end_related_task"),
+        end_recover=word(get("end_recover"), path, "end_recover"),
+        end_recover_before_downgrade=word(
+            get("end_recover_before_downgrade"), path, "end_recover_before_downgrade"
         ),
-        recover_records=tuple(
-            _recover(r, f"{path}.recover_records[{i}]")
-            for i, r in enumerate(_list(obj.get("recover_records"), f"{path}.recover_records"))
+        recover_records=()
+        if recovers is None
+        else tuple(
+            [
+                _recover(r, f"{path}.recover_records[{i}]")
+                for i, r in enumerate(array(recovers, path, "recover_records"))
+            ]
         ),
     )
 
 
 def _recover(raw: object, path: str) -> RecoverRecord:
-    obj = _obj(raw, path)
+    found = obj(raw, path)
     return RecoverRecord(
-        recover=_word(obj.get("recover"), f"{path}.recover"),
-        recover_result=_word(obj.get("recover_result"), f"{path}.recover_result"),
-        fault_scenario=_word(obj.get("fault_scenario"), f"{path}.fault_scenario", _text),
-        reason=_text(obj.get("reason"), f"{path}.reason"),
-        related_task=_word(obj.get("related_task"), f"{path}.related_task"),
-        recover_start_at=_int(obj.get("recover_start_at"), f"{path}.recover_start_at", TIME_S),
-        recover_end_at=_int(obj.get("recover_end_at"), f"{path}.recover_end_at", TIME_S),
+        recover=word(found.get("recover"), path, "recover"),
+        recover_result=word(found.get("recover_result"), path, "recover_result"),
+        fault_scenario=text_word(found.get("fault_scenario"), path, "fault_scenario"),
+        reason=text(found.get("reason"), path, "reason"),
+        related_task=word(found.get("related_task"), path, "related_task"),
+        recover_start_at=whole(found.get("recover_start_at"), path, TIME_S, "recover_start_at"),
+        recover_end_at=whole(found.get("recover_end_at"), path, TIME_S, "recover_end_at"),
     )
 
 
@@ -259,10 +288,10 @@ def parse_job_events(raw: object) -> list[dict[str, str]]:
     if not isinstance(raw, dict):
         raise InvalidResponse(f"events body: expected a JSON object, got {type(raw).__name__}")
     out = []
-    for i, item in enumerate(_list(raw.get("events"), "events")):
-        obj = _obj(item, f"events[{i}]")
+    for i, item in enumerate(array(raw.get("events"), "events")):
+        found = obj(item, f"events[{i}]")
         event = {
-            k: (_text if k == "message" else _line)(obj.get(k), f"events[{i}].{k}")
+            k: (text if k == "message" else line)(found.get(k), f"events[{i}].{k}")
             for k in EVENT_FIELDS
         }
         if event["message"]:
@@ -311,87 +340,14 @@ def parse_task_metrics(raw: object) -> dict[str, float]:
 def _newest_point(raw: object) -> tuple[int | None, int | None]:
     """The ``[ts_ms, count]`` pair with the highest timestamp; the list's order is not promised."""
     newest: tuple[int, int] | None = None
-    for i, point in enumerate(_list(raw, "status.node_count_metrics")):
+    for i, point in enumerate(array(raw, "status.node_count_metrics")):
         path = f"status.node_count_metrics[{i}]"
-        pair = _list(point, path)
+        pair = array(point, path)
         if len(pair) != 2:
             raise InvalidResponse(f"{path}: expected [timestamp_ms, count], got {len(pair)} items")
-        ts, count = _int(pair[0], f"{path}[0]", TIME_MS), _int(pair[1], f"{path}[1]", NODE_COUNT)
+        ts, count = whole(pair[0], path, TIME_MS, 0), whole(pair[1], path, NODE_COUNT, 1)
         if ts is None or count is None:
             continue
         if newest is None or ts >= newest[0]:
             newest = (ts, count)
     return (newest[1], newest[0]) if newest else (None, None)
-
-
-def _obj(value: object, path: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidResponse(f"{path}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _list(value: object, path: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidResponse(f"{path}: expected an array, got {type(value).__name__}")
-    return value
-
-
-def _str(value: object, path: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidResponse(f"{path}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _line(value: object, path: str, limit: int = LABEL_LIMIT) -> str:
-    """A string that may become a label value or name something: one line, bounded."""
-    return label_text(_str(value, path), limit)
-
-
-def _text(value: object, path: str) -> str:
-    """A message or a reason: free text, bounded."""
-    return free_text(_str(value, path))
-
-
-def _word(value: object, path: str, rule: Callable[[object, str], str] = _line) -> str:
-    """``rule`` for a value from a small set every job repeats (a phase, flavour, engine, task
-    or role name, start type, recovery strategy, end reason): one copy for all snapshots
-    (``sys.intern``), not one a job (most of what their strings weighed); freed with its last
-    user."""
-    return sys.intern(rule(value, path))
-
-
-def _int_text(value: object, path: str, bound: Bound) -> int | None:
-    """A whole number within ``bound`` sent as a string of digits (annotations are strings),
-    or as a number."""
-    if not isinstance(value, str):
-        return _int(value, path, bound)
-    digits = value.strip()
-    if not digits.isascii() or not digits.isdigit():
-        raise InvalidResponse(f"{path}: expected a whole number, got {clip(value, 24)!r}")
-    if len(digits) > 24:  # never int() a string of any length: that is quadratic
-        raise InvalidResponse(f"{path}: {clip(digits, 24)} is outside {bound.low}..{bound.high}")
-    return _int(int(digits), path, bound)
-
-
-def _int(value: object, path: str, bound: Bound) -> int | None:
-    """A whole number within ``bound``: an integer, or a float that is a whole number (JSON
-    does not tell them apart)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidResponse(f"{path}: expected a number, got {type(value).__name__}")
-    if isinstance(value, float):
-        if not value.is_integer():  # NaN and the infinities are not whole numbers either
-            raise InvalidResponse(f"{path}: expected a whole number, got {value!r}")
-        value = int(value)
-    if not bound.low <= value <= bound.high:
-        raise InvalidResponse(
-            f"{path}: {clip(str(value), 24)} is outside {bound.low}..{bound.high} ({bound.meaning})"
-        )
-    return value

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from monitor.core.job import JobSnapshot
+from monitor.modelarts import fields
 from monitor.modelarts.parse import parse_job
 from tests.conftest import job_doc
 
@@ -91,3 +92,24 @@ def test_a_shared_value_is_still_bounded_and_cleaned_where_it_enters() -> None:
     doc["status"]["phase"] = "Run\nning" + "x" * 500
     snap = parse_job(doc, "job-a")
     assert "\n" not in snap.phase and len(snap.phase) == 128 and snap.phase.endswith("…")
+
+
+def test_a_word_clean_as_free_text_is_still_cleaned_where_it_becomes_a_label() -> None:
+    """End reasons keep tabs (free text); the same string as a start type (one line) may not,
+    however often it was seen as an end reason first."""
+    doc = decoded("job-a")
+    doc["status"]["running_records"][0]["end_reason"] = "exit\tcode 1"
+    assert parse_job(doc, "job-a").running_records[0].end_reason == "exit\tcode 1"
+    doc["status"]["running_records"][0]["start_type"] = "exit\tcode 1"
+    record = parse_job(doc, "job-a").running_records[0]
+    assert record.start_type == "exit\ufffdcode 1"
+    assert record.end_reason == "exit\tcode 1"
+
+
+def test_novel_words_in_every_body_keep_the_remembered_words_bounded() -> None:
+    doc = decoded("job-a")
+    for n in range(fields.WORDS_KEPT + 10):
+        doc["status"]["phase"] = f"phase-{n}"
+        assert parse_job(doc, "job-a").phase == f"phase-{n}"
+        assert len(fields._LINE_WORDS) <= fields.WORDS_KEPT
+    assert parse_job(decoded("job-b"), "job-b").phase == "Running"
