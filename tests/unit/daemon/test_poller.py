@@ -507,6 +507,42 @@ async def test_slow_jobs_share_a_quarter_of_the_slots_and_healthy_jobs_keep_thei
         assert not any(path.health(j).slow for j in slow), "a quick poll leaves the lane"
 
 
+async def test_a_poll_gives_its_slot_back_before_its_outcome_is_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrency 4: four polls whose outcomes wait to be applied (a first round's polls
+    waiting for their batch's commit) leave the slots to the next poll's request, so the API
+    is not left idle while they wait."""
+    jobs = [f"6a1b0000-0000-4000-8000-00000000000{i}" for i in range(5)]
+    requested: list[str] = []
+    applying: list[str] = []
+    release = asyncio.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        requested.append(job_id)
+        return httpx.Response(200, json=job_doc(job_id=job_id))
+
+    async with job_path(tmp_path, handler, watch=False) as path:
+        for job_id in jobs:
+            path.book.watch(job_id, {})
+        apply = path.book.apply_poll
+
+        async def held(job_id: str, *args: Any, **kwargs: Any) -> str:
+            applying.append(job_id)
+            await release.wait()
+            return await apply(job_id, *args, **kwargs)
+
+        monkeypatch.setattr(path.book, "apply_poll", held)
+        polls = [asyncio.create_task(path.poller.poll(j)) for j in jobs[:4]]
+        await wait_for(lambda: len(applying) == 4)
+        polls.append(asyncio.create_task(path.poller.poll(jobs[4])))
+        await wait_for(lambda: jobs[4] in requested)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*polls), 5)
+        assert all(path.health(j).up for j in jobs)
+
+
 async def test_a_job_the_book_no_longer_watches_frees_its_prepared_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,6 +114,57 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         yield r
 
 
+async def test_the_reasons_fetch_waits_for_a_slot_as_any_request_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reasons are fetched while the book applies a poll, after the poll gave its slot
+    back: they take a slot of their own, so ``poll.concurrency`` (4 here) still bounds the
+    requests in flight."""
+    others = [f"6a1b0000-0000-4000-8000-00000000001{i}" for i in range(4)]
+    inside: list[str] = []
+    hold, go, applying = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    api = Api()
+    api.events["Error"] = [ev("Error", "2022-11-26T16:03:41+08:00", "Training job failed.")]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.split("/")[4]  # /v2/{project}/training-jobs/{job}[/events]
+        if job_id in others:
+            inside.append(job_id)
+            await hold.wait()
+            return httpx.Response(200, json=job_doc(job_id=job_id))
+        return await api.handler(request)
+
+    async with job_path(tmp_path, handler) as path:
+        for job_id in others:
+            path.book.watch(job_id, {})
+        api.details.append(httpx.Response(200, json=job_doc(phase="Running")))
+        await path.poller.poll(SEED_ID)
+        path.clock.now += 30
+        apply = path.book.apply_poll
+
+        async def held(job_id: str, *args: Any, **kwargs: Any) -> str:
+            if job_id == SEED_ID:
+                applying.set()
+                await go.wait()
+            return await apply(job_id, *args, **kwargs)
+
+        monkeypatch.setattr(path.book, "apply_poll", held)
+        api.details.append(
+            httpx.Response(200, json=job_doc(phase="Failed", secondary_phase="Failed"))
+        )
+        failing = asyncio.create_task(path.poller.poll(SEED_ID))
+        await wait_for(applying.is_set)
+        blockers = [asyncio.create_task(path.poller.poll(j)) for j in others]
+        await wait_for(lambda: len(inside) == 4)
+        go.set()
+        for _ in range(20):  # every chance for the reasons requests to go out
+            await asyncio.sleep(0)
+        assert api.events_requests == [], "all four slots are taken"
+        hold.set()
+        await asyncio.wait_for(asyncio.gather(failing, *blockers), 5)
+        assert api.levels() == ["Error", "Warning"]
+
+
 def expected_id(before: dict[str, Any], after: dict[str, Any], type_: str) -> str:
     """The id ``diff`` gives this transition on its own, with no reasons anywhere."""
     events = diff(parse_job(job_doc(**before)), parse_job(job_doc(**after)), 0.0)
