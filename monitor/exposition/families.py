@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from operator import attrgetter
 
 from monitor.core.hang import USAGE_METRICS
 from monitor.core.job import (
@@ -36,6 +36,37 @@ SPARSE_HELP = " Sparse (metrics.state_sets): only the current state's series is 
 
 
 @dataclass(frozen=True, slots=True)
+class StateSet:
+    """One series per documented state (and ``other``), 1 for the current state and 0 for the
+    rest. Declared as data, not only as a function, because its samples depend on nothing but
+    which state is current: the renderer draws each possible set of lines once (``series.View``)
+    and a job's poll only picks one, instead of rendering a dozen constant lines per job."""
+
+    label: str
+    documented: tuple[str, ...]
+    value: Callable[[JobSnapshot], str]
+    """The snapshot's raw value of the state (``status.phase``)."""
+
+    def current(self, snapshot: JobSnapshot) -> str | None:
+        """The state at 1: the documented value, ``other`` for an undocumented one, None (every
+        state at 0) while the API sends none."""
+        value = self.value(snapshot)
+        return bounded(value, self.documented) if value else None
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        """The label's values, a series each: the documented states and ``other``."""
+        return (*self.documented, OTHER)
+
+    def samples_at(self, current: str | None) -> tuple[Sample, ...]:
+        return tuple(({self.label: s}, 1.0 if s == current else 0.0) for s in self.states)
+
+    def of(self, snapshot: JobSnapshot, state: JobState) -> tuple[Sample, ...]:
+        """The family's ``samples`` function."""
+        return self.samples_at(self.current(snapshot))
+
+
+@dataclass(frozen=True, slots=True)
 class Family:
     name: str
     type: str
@@ -45,8 +76,11 @@ class Family:
     context: tuple[str, ...] = ()
     """Labels (also listed in ``labels``) whose values come from the monitor's own setting of
     the job, not from the API: ``project_id`` on ``_info``. ``series.render_job`` fills them."""
-    state_set: bool = False
-    """One series per documented state, 1 for the current one and 0 for the rest: with
+    value: Callable[[JobSnapshot, JobState], float | None] | None = None
+    """Set for a family of one series without labels of its own, absent while None (``samples``
+    is then that one sample): the renderer draws its line in one step, without samples."""
+    state_set: StateSet | None = None
+    """Set for a state set (``samples`` is then ``state_set.of``): with
     ``metrics.state_sets: sparse`` only the series at 1 is exported (``series.py``)."""
 
     @property
@@ -60,22 +94,22 @@ class Family:
         return f"# HELP {self.name} {text}\n# TYPE {self.name} {self.type}\n".encode()
 
 
-def _state_set(label: str, value: str, documented: tuple[str, ...]) -> tuple[Sample, ...]:
-    return _state_samples(label, bounded(value, documented) if value else None, documented)
+def _single(
+    name: str, type: str, help: str, value: Callable[[JobSnapshot, JobState], float | None]
+) -> Family:
+    return Family(name, type, help, (), lambda s, st: one(value(s, st)), value=value)
 
 
-@cache
-def _state_samples(
-    label: str, current: str | None, documented: tuple[str, ...]
-) -> tuple[Sample, ...]:
-    """A state set's samples for each current state, made once: there are only as many as
-    documented states (and ``other``, and none), and every job renders two state sets, so
-    they are shared rather than built again at every poll (``Sample`` labels are read-only)."""
-    return tuple(({label: s}, 1.0 if s == current else 0.0) for s in (*documented, OTHER))
+def _state_set_family(name: str, help: str, state_set: StateSet) -> Family:
+    return Family(name, "gauge", help, (state_set.label,), state_set.of, state_set=state_set)
+
+
+NO_LABELS: Mapping[str, str] = {}
+"""The labels of a sample without labels of its own, shared (``Sample`` labels are read-only)."""
 
 
 def one(value: float | None) -> list[Sample]:
-    return [] if value is None else [({}, float(value))]
+    return [] if value is None else [(NO_LABELS, float(value))]
 
 
 def _info(s: JobSnapshot, st: JobState) -> list[Sample]:
@@ -94,6 +128,35 @@ def _info(s: JobSnapshot, st: JobState) -> list[Sample]:
             },
             1.0,
         )
+    ]
+
+
+# The label sets that are constants of their family, built once rather than at every sample of
+# every poll (``Sample`` labels are read-only).
+_RESTARTS: tuple[tuple[str, Mapping[str, str]], ...] = tuple(
+    (k, {"end_recover": k}) for k in (*RECOVER_STRATEGIES, OTHER)
+)
+_RECOVERIES: tuple[tuple[str, tuple[tuple[str, Mapping[str, str]], ...]], ...] = tuple(
+    (r, tuple((k, {"recover": r, "recover_result": k}) for k in (*RECOVER_RESULTS, OTHER)))
+    for r in (*RECOVER_RECORD_STRATEGIES, OTHER)
+)
+
+
+def _restarts(s: JobSnapshot, st: JobState) -> list[Sample]:
+    return [(labels, float(st.restarts.get(k, 0))) for k, labels in _RESTARTS]
+
+
+def _recoveries(s: JobSnapshot, st: JobState) -> list[Sample]:
+    """Only the combinations that occurred, in the documented order; most jobs have none."""
+    recoveries = st.recoveries
+    if not recoveries:
+        return []
+    return [
+        (labels, float(results[k]))
+        for r, combinations in _RECOVERIES
+        if (results := recoveries.get(r))
+        for k, labels in combinations
+        if k in results
     ]
 
 
@@ -121,83 +184,64 @@ JOB_FAMILIES: tuple[Family, ...] = (
         _info,
         context=("project_id",),
     ),
-    Family(
+    _state_set_family(
         "modelarts_training_job_phase",
-        "gauge",
         "1 for the job's current phase (status.phase), 0 for every other documented phase;"
         " undocumented values are exported as other." + CACHED,
-        ("phase",),
-        (lambda s, st: _state_set("phase", s.phase, PHASES)),
-        state_set=True,
+        StateSet("phase", PHASES, attrgetter("phase")),
     ),
-    Family(
+    _state_set_family(
         "modelarts_training_job_secondary_phase",
-        "gauge",
         "1 for the job's current secondary phase (status.secondary_phase), 0 for the others;"
         " undocumented values are exported as other." + CACHED,
-        ("secondary_phase",),
-        (
-            lambda s, st: _state_set(
-                "secondary_phase",
-                s.secondary_phase,
-                SECONDARY_PHASES,
-            )
-        ),
-        state_set=True,
+        StateSet("secondary_phase", SECONDARY_PHASES, attrgetter("secondary_phase")),
     ),
-    Family(
+    _single(
         "modelarts_training_job_gone",
         "gauge",
         "1 while the API says the job no longer exists (deleted: ModelArts.2775), else 0. A gone"
         " job is not down: its modelarts_monitor_up is 0, so leave gone jobs out of alerts on"
         " unreachable jobs (unless modelarts_training_job_gone == 1); its series leave after"
         " poll.not_found_retention.",
-        (),
-        (lambda s, st: one(1.0 if st.gone else 0.0)),
+        lambda s, st: 1.0 if st.gone else 0.0,
     ),
-    Family(
+    _single(
         "modelarts_training_job_duration_seconds",
         "gauge",
         "Run time of the job reported by ModelArts (status.duration)." + CACHED,
-        (),
-        (lambda s, st: one(_ms(s.duration_ms))),
+        lambda s, st: _ms(s.duration_ms),
     ),
-    Family(
+    _single(
         "modelarts_training_job_nodes",
         "gauge",
         "Nodes in the newest point of status.node_count_metrics." + CACHED,
-        (),
-        (lambda s, st: one(s.nodes)),
+        lambda s, st: s.nodes,
     ),
-    Family(
+    _single(
         "modelarts_training_job_requested_nodes",
         "gauge",
         "Nodes requested by the job (spec.resource.node_count)." + CACHED,
-        (),
-        (lambda s, st: one(s.requested_nodes)),
+        lambda s, st: s.requested_nodes,
     ),
-    Family(
+    _single(
         "modelarts_training_job_created_timestamp_seconds",
         "gauge",
         "When the job was created (metadata.create_time), Unix seconds." + CACHED,
-        (),
-        (lambda s, st: one(_ms(s.create_time_ms))),
+        lambda s, st: _ms(s.create_time_ms),
     ),
-    Family(
+    _single(
         "modelarts_training_job_start_timestamp_seconds",
         "gauge",
         "When the job started (status.start_time), Unix seconds; absent until it has started."
         + CACHED,
-        (),
-        (lambda s, st: one(_ms(s.start_time_ms or None))),
+        lambda s, st: _ms(s.start_time_ms or None),
     ),
-    Family(
+    _single(
         "modelarts_training_job_running_records",
         "gauge",
         "Runs of the job so far, one per start and fault recovery (status.running_records)."
         + CACHED,
-        (),
-        (lambda s, st: one(len(s.running_records))),
+        lambda s, st: len(s.running_records),
     ),
     Family(
         "modelarts_training_job_restarts_total",
@@ -205,12 +249,7 @@ JOB_FAMILIES: tuple[Family, ...] = (
         "Runs that ended with each fault-recovery strategy (running_records[].end_recover),"
         " counted from the job's full record list; undocumented strategies as other." + CACHED,
         ("end_recover",),
-        (
-            lambda s, st: [
-                ({"end_recover": k}, float(st.restarts.get(k, 0)))
-                for k in (*RECOVER_STRATEGIES, OTHER)
-            ]
-        ),
+        _restarts,
     ),
     Family(
         "modelarts_training_job_recoveries_total",
@@ -220,14 +259,7 @@ JOB_FAMILIES: tuple[Family, ...] = (
         " known (recovering ones are not counted yet); only combinations that occurred are"
         " exported; undocumented values as other." + CACHED,
         ("recover", "recover_result"),
-        (
-            lambda s, st: [
-                ({"recover": r, "recover_result": k}, float(st.recoveries[r][k]))
-                for r in (*RECOVER_RECORD_STRATEGIES, OTHER)
-                for k in (*RECOVER_RESULTS, OTHER)
-                if k in st.recoveries.get(r, {})
-            ]
-        ),
+        _recoveries,
     ),
     Family(
         "modelarts_training_job_task_exit_code",
@@ -247,13 +279,12 @@ JOB_FAMILIES: tuple[Family, ...] = (
             ]
         ),
     ),
-    Family(
+    _single(
         "modelarts_training_job_retry_limit",
         "gauge",
         "Automatic restarts allowed on faults (metadata.annotations"
         " fault-tolerance/job-retry-num); absent when the job sets none." + CACHED,
-        (),
-        (lambda s, st: one(s.retry_limit)),
+        lambda s, st: s.retry_limit,
     ),
     Family(
         "modelarts_training_job_accelerators",
@@ -312,12 +343,11 @@ JOB_FAMILIES: tuple[Family, ...] = (
             ]
         ),
     ),
-    Family(
+    _single(
         "modelarts_training_job_phase_last_change_timestamp_seconds",
         "gauge",
         "When the monitor first saw the job's current phase, Unix seconds.",
-        (),
-        (lambda s, st: one(st.phase_since)),
+        lambda s, st: st.phase_since,
     ),
 )
 

@@ -11,8 +11,8 @@ only when a scrape next wants them (``Sections.stale``), and only the line that 
 
 A line is the family's name, the job's label prefix (rendered once per job and shared by all
 its families) and the sample's tail (its own labels and value): a family's lines of a job are
-the start joined with the tails, and the tails that repeat across jobs (a phase at 0) are
-rendered once (``_suffix``). Nothing in rendering can fail once the prefix is rendered: a
+the start joined with the tails, and the tails that repeat across jobs are rendered once
+(``_suffix``; a state set's, per current state, by ``View``). Nothing can fail after the prefix: a
 health line rendered at a scrape is the book's own float under a prefix already shown.
 
 What ``metrics:`` asks for (sparse state sets, families allowed or denied) is decided once per
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from monitor.core.hang import USAGE_METRICS
 from monitor.core.state import JobState
@@ -37,6 +37,7 @@ from monitor.exposition.families import (
     USAGE,
     Family,
     Sample,
+    StateSet,
 )
 from monitor.exposition.sections import JobLines, Sections
 from monitor.logs import get_logger
@@ -45,7 +46,10 @@ log = get_logger("monitor.series")
 
 
 def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A label value as the text format writes it; looking first, as most need nothing."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
 
 
 def format_value(value: float) -> str:
@@ -59,47 +63,6 @@ def job_label_prefix(job_id: str, job_name: str, labels: Mapping[str, str]) -> s
     parts = [f'job_id="{escape(job_id)}"', f'job_name="{escape(job_name)}"']
     parts += [f'{k}="{escape(v)}"' for k, v in sorted(labels.items())]
     return ",".join(parts)
-
-
-class Exposure(Protocol):
-    """What ``metrics:`` says (``config.exposure.MetricsSettings`` is one)."""
-
-    @property
-    def sparse(self) -> bool: ...
-    def exports(self, name: str) -> bool: ...
-    def starved_alerts(self) -> Mapping[str, Sequence[str]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """``metrics:`` decided once per entry of ``FAMILIES``: whether it is shown, its header
-    in each format, and whether state sets keep only the current state."""
-
-    sparse: bool
-    shown: tuple[bool, ...]
-    headers: tuple[bytes, ...]
-    openmetrics_headers: tuple[bytes, ...]
-
-    @classmethod
-    def of(cls, exposure: Exposure | None) -> View:
-        sparse = exposure is not None and exposure.sparse
-        headers = tuple(f.exposed_header(sparse=sparse) for f in FAMILIES)
-        return cls(
-            sparse=sparse,
-            shown=tuple(exposure is None or exposure.exports(f.name) for f in FAMILIES),
-            headers=headers,
-            openmetrics_headers=tuple(map(openmetrics.header, headers)),
-        )
-
-    def samples(self, family: Family, samples: Iterable[Sample]) -> Iterable[Sample]:
-        """A sparse state set keeps only its current state (the sample at 1)."""
-        if self.sparse and family.state_set:
-            return [(labels, value) for labels, value in samples if value == 1]
-        return samples
-
-
-FULL = View.of(None)
-"""Every family, every state: what ``metrics:`` gives by default."""
 
 
 HEADS: tuple[str, ...] = tuple(f"{f.name}{{" for f in FAMILIES)
@@ -129,22 +92,88 @@ def _suffix(extra: Mapping[str, str], value: float) -> str:
     return found
 
 
+class Exposure(Protocol):
+    """What ``metrics:`` says (``config.exposure.MetricsSettings`` is one)."""
+
+    @property
+    def sparse(self) -> bool: ...
+    def exports(self, name: str) -> bool: ...
+    def starved_alerts(self) -> Mapping[str, Sequence[str]]: ...
+
+
+class Drawn(NamedTuple):
+    """A job family a ``View`` shows, with what drawing a job's lines of it needs at hand."""
+
+    at: int
+    """In ``JOB_FAMILIES``, and so in a job's chunks."""
+    head: str
+    family: Family
+    state_tails: Mapping[str | None, tuple[str, ...]]
+    """A state set's tails for each state that can be current (empty for other families)."""
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """``metrics:`` decided once per entry of ``FAMILIES``: whether it is shown, its header
+    in each format, and whether state sets keep only the current state.
+
+    A state set's lines differ between jobs only in their prefix, so its tails for each state
+    that can be current are rendered here, once; a job's current state picks its set."""
+
+    sparse: bool
+    shown: tuple[bool, ...]
+    headers: tuple[bytes, ...]
+    openmetrics_headers: tuple[bytes, ...]
+    drawn: tuple[Drawn, ...]
+    """The shown entries of ``JOB_FAMILIES``, in order: what rendering a job goes through."""
+
+    @classmethod
+    def of(cls, exposure: Exposure | None) -> View:
+        sparse = exposure is not None and exposure.sparse
+        headers = tuple(f.exposed_header(sparse=sparse) for f in FAMILIES)
+        shown = tuple(exposure is None or exposure.exports(f.name) for f in FAMILIES)
+        return cls(
+            sparse=sparse,
+            shown=shown,
+            headers=headers,
+            openmetrics_headers=tuple(map(openmetrics.header, headers)),
+            drawn=tuple(
+                Drawn(i, HEADS[i], f, _state_tails(f.state_set, sparse))
+                for i, f in enumerate(JOB_FAMILIES)
+                if shown[i]
+            ),
+        )
+
+
+def _state_tails(state_set: StateSet | None, sparse: bool) -> Mapping[str | None, tuple[str, ...]]:
+    """A state set's tails for each state that can be current (None: the API sent none); a
+    sparse state set keeps only the current state's (the sample at 1)."""
+    if state_set is None:
+        return {}
+    return {
+        current: tuple(_suffix(s, v) for s, v in state_set.samples_at(current) if v or not sparse)
+        for current in (*state_set.states, None)
+    }
+
+
+FULL = View.of(None)
+"""Every family, every state: what ``metrics:`` gives by default."""
+
+
 def _render(head: str, prefix: str, samples: Iterable[Sample]) -> bytes:
-    """A family's lines of one job: every line starts with the family's ``head`` and the job's
-    ``prefix``, so the lines are that start joined with each sample's tail."""
-    tails = [_suffix(extra, value) for extra, value in samples]
-    if not tails:
-        return b""
-    start = head + prefix
-    return (start + start.join(tails)).encode()
+    """A family's lines of one job: its ``head`` and the job's ``prefix`` before each tail."""
+    return _lines(head + prefix, [_suffix(extra, value) for extra, value in samples])
+
+
+def _lines(start: str, tails: Sequence[str]) -> bytes:
+    return (start + start.join(tails)).encode() if tails else b""
 
 
 def _render_one(head: str, prefix: str, value: float) -> bytes:
     """``_render`` of one sample without labels of its own (a health line), in one step."""
-    return f"{head}{prefix}{_suffix(NO_LABELS, value)}".encode()
+    return f"{head}{prefix}}} {format_value(value)}\n".encode()
 
 
-NO_LABELS: Mapping[str, str] = {}
 NO_LINES: tuple[bytes, ...] = (b"",) * len(JOB_FAMILIES)
 
 
@@ -167,18 +196,19 @@ def _render_job(
     snapshot = state.snapshot
     if snapshot is None:  # nothing known from the API yet: no series, not zeros
         return NO_LINES
-    chunks: list[bytes] = []
-    shown, sparse = view.shown, view.sparse
-    for i, family in enumerate(JOB_FAMILIES):
-        if not shown[i]:
-            chunks.append(b"")
-            continue
-        samples = family.samples(snapshot, state)
-        if sparse and family.state_set:
-            samples = view.samples(family, samples)
-        if family.context:
-            samples = _with_context(family, samples, context)
-        chunks.append(_render(HEADS[i], prefix, samples))
+    chunks = list(NO_LINES)  # a family not shown, or without samples, stays b""
+    for i, head, family, state_tails in view.drawn:
+        if (single := family.value) is not None:
+            value = single(snapshot, state)
+            if value is not None:
+                chunks[i] = _render_one(head, prefix, float(value))
+        elif (states := family.state_set) is not None:
+            chunks[i] = _lines(head + prefix, state_tails[states.current(snapshot)])
+        else:
+            samples = family.samples(snapshot, state)
+            if family.context:
+                samples = _with_context(family, samples, context)
+            chunks[i] = _render(head, prefix, samples)
     return tuple(chunks)
 
 
