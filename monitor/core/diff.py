@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from monitor.core.events import Event, Occurrences, count_occurrence, new_event
+from monitor.core.events import Event, Occurrences, event_id, event_with_id, numbered_id
 from monitor.core.job import (
     OTHER,
     RECOVER_RECORD_STRATEGIES,
@@ -168,19 +168,12 @@ def _events(
     """The drafts as events with their ids, and the job's occurrence counts with them."""
     events: list[Event] = []
     for type_, key, data in drafts:
-        occurrence = 1
         if type_ in LOOK_ALIKE:
-            occurrence, seen = count_occurrence(seen, job_id, type_, key)
+            id_, seen = numbered_id(seen, job_id, type_, key)
+        else:
+            id_ = event_id(job_id, type_, key)
         events.append(
-            new_event(
-                type_,
-                job_id=job_id,
-                job_name=job_name,
-                key=key,
-                data=data,
-                time=now,
-                occurrence=occurrence,
-            )
+            event_with_id(id_, type_, job_id=job_id, job_name=job_name, data=data, time=now)
         )
     return events, seen
 

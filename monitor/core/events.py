@@ -65,18 +65,21 @@ def event_id(job_id: str, type_: str, key: tuple[object, ...], occurrence: int =
     """Deterministic id: 32 hex digits of SHA-256 over job, type and the transition key, and the
     occurrence number from the second occurrence on (the first keeps its historical id)."""
     parts = (*key, occurrence) if occurrence > 1 else key
-    material = "\x1f".join([job_id, type_, *(str(k) for k in parts)])
+    material = "\x1f".join((job_id, type_, *map(str, parts)))
     return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
-def count_occurrence(
+def numbered_id(
     seen: Occurrences, job_id: str, type_: str, key: tuple[object, ...]
-) -> tuple[int, dict[str, int]]:
-    """Which occurrence of this transition the job is having now (1 for the first), and the
-    counts with it included. Pure: ``seen`` is not changed."""
+) -> tuple[str, dict[str, int]]:
+    """The id of the occurrence of this transition the job is having now (``event_id`` with
+    the number ``seen`` gives it), and the counts with it included. The key's own id is both
+    the counter's key and the first occurrence's id, so it is hashed once for both: every
+    look-alike event of a poll used to hash it twice. Pure: ``seen`` is not changed."""
     first = event_id(job_id, type_, key)
     occurrence = seen.get(first, 0) + 1
-    return occurrence, {**seen, first: occurrence}
+    counts = {**seen, first: occurrence}
+    return (first if occurrence == 1 else event_id(job_id, type_, key, occurrence)), counts
 
 
 def new_event(
@@ -89,16 +92,25 @@ def new_event(
     time: float,
     occurrence: int = 1,
 ) -> Event:
-    if type_ not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type_!r}")
-    return Event(
-        id=event_id(job_id, type_, key, occurrence),
-        type=type_,
+    """The event of a transition, its id computed from its key (``event_id``)."""
+    return event_with_id(
+        event_id(job_id, type_, key, occurrence),
+        type_,
         job_id=job_id,
         job_name=job_name,
+        data=data,
         time=time,
-        data=dict(data),
     )
+
+
+def event_with_id(
+    id_: str, type_: str, *, job_id: str, job_name: str, data: Mapping[str, Any], time: float
+) -> Event:
+    """The event of a transition whose id the caller computed already from its key
+    (``event_id`` or ``numbered_id``), so the key is not hashed a second time."""
+    if type_ not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type_!r}")
+    return Event(id=id_, type=type_, job_id=job_id, job_name=job_name, time=time, data=dict(data))
 
 
 def rfc3339(ts: float) -> str:
@@ -108,8 +120,12 @@ def rfc3339(ts: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-def to_cloudevent(event: Event, project_id: str) -> dict[str, Any]:
-    """The structured-mode JSON object of DESIGN.md's event contract."""
+def to_cloudevent(
+    event: Event, project_id: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The structured-mode JSON object of DESIGN.md's event contract. ``labels`` (the job's)
+    stand in for the event's own when given, so a caller labelling a batch of events need not
+    copy each one (``dataclasses.replace``) just to convert it."""
     return {
         "specversion": "1.0",
         "id": event.id,
@@ -122,6 +138,6 @@ def to_cloudevent(event: Event, project_id: str) -> dict[str, Any]:
             "job_id": event.job_id,
             "job_name": event.job_name,
             **event.data,
-            "labels": dict(event.labels),
+            "labels": dict(event.labels if labels is None else labels),
         },
     }

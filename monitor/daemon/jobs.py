@@ -323,8 +323,8 @@ class JobBook:
         in-memory state on, count the events and wake the sinks. False if the database
         refused; the old state then stays."""
         scope = self._scope(job)
-        events = [replace(e, labels=self._labels(job)) for e in events]
-        documents = [to_cloudevent(e, scope.project_id) for e in events]
+        labels = self._labels(job)
+        documents = [to_cloudevent(e, scope.project_id, labels) for e in events]
         try:
             await self._commits.commit(state, documents, now, scope.name)
         except StateError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from monitor.core.diff import observe
-from monitor.core.events import Event, event_id, new_event, rfc3339, to_cloudevent
+from monitor.core.events import Event, event_id, new_event, numbered_id, rfc3339, to_cloudevent
 from monitor.core.job import JobGone, JobSnapshot, Observation
 from monitor.core.state import JobState, decode_state, encode_state
 from monitor.modelarts.parse import parse_job
@@ -247,3 +247,38 @@ def test_a_first_occurrence_keeps_the_id_earlier_monitors_gave_it(
     type_: str, steps: list[Observation], first_id: str
 ) -> None:
     assert ids_of(type_, [e for step in run(steps) for e in step])[0] == first_id
+
+
+# -- the shortcuts of the event path: the same ids and documents, computed once ------------
+
+
+def test_each_occurrence_of_a_look_alike_gets_the_id_its_number_gives_it() -> None:
+    key = ("Running", "Pending", 1)
+    seen: dict[str, int] = {}
+    ids = []
+    for _ in range(3):
+        before = dict(seen)
+        id_, counts = numbered_id(seen, "j", "phase_changed", key)
+        assert seen == before, "the job's committed counts are not changed"
+        ids.append(id_)
+        seen = counts
+    assert ids == [event_id("j", "phase_changed", key, n) for n in (1, 2, 3)]
+    assert ids[0] == event_id("j", "phase_changed", key), "a first occurrence keeps its id"
+    assert seen == {ids[0]: 3}
+
+
+def test_converting_with_the_jobs_labels_is_the_document_of_the_labelled_event() -> None:
+    event = new_event(
+        "run_ended",
+        job_id="j1",
+        job_name="train",
+        key=(0,),
+        data={"index": 0, "end_reason": "exit 1"},
+        time=1_795_867_200.25,
+    )
+    labels = {"team": "nlp", "queue": "a"}
+    labelled = to_cloudevent(replace(event, labels=labels), "proj")
+    given = to_cloudevent(event, "proj", labels)
+    assert json.dumps(given) == json.dumps(labelled)
+    assert given["data"]["labels"] == labels and given["data"]["labels"] is not labels
+    assert to_cloudevent(event, "proj")["data"]["labels"] == {}, "no labels given: the event's"
