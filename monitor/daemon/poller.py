@@ -18,7 +18,11 @@ process's). A poll waits for its target's turn (rate limit, 429 pause) before it
 A slot is held for the poll's requests only, not while the book applies the outcome: a first
 round of new jobs waits for each batch's commit, and with the slots held through it the API
 sat idle while the process had the CPU to spare (a first round at 10,000 jobs took a fifth
-longer). The reasons fetch, made while the book applies, takes a slot of its own.
+longer). The reasons fetch, made while the book applies, takes a slot of its own. Polls past
+their request are bounded all the same (``_started``: the slots and one full batch of the
+group commit, which can wait for its transaction while the slots keep fetching): unbounded, a
+first round fetched thousands of bodies ahead of their commits, and the process kept that
+peak, 60 MiB at 10,000 jobs, for good; with the slots alone, the round took longer again.
 
 Reasons: when the book finds a failure among a poll's events, it asks ``explain``: the job's
 newest Error and Warning events are fetched (both at once, each bounded by the client's
@@ -38,6 +42,7 @@ import structlog
 from monitor.config.settings import ReasonSettings
 from monitor.core.job import JobGone
 from monitor.core.reasons import REASON_LEVELS, Reason, newest_reasons
+from monitor.daemon.group_commit import MAX_BATCH
 from monitor.daemon.handoff import Failed, Observed, PollOutcome, Unchanged
 from monitor.daemon.jobs import JobBook
 from monitor.daemon.targets import Pauses, admitted
@@ -70,6 +75,7 @@ class Poller:
         self._book = book
         self._metrics = metrics
         self._slots = asyncio.Semaphore(concurrency)
+        self._started = asyncio.Semaphore(concurrency + MAX_BATCH)
         self._slow_lane = asyncio.Semaphore(max(1, concurrency // 4))
         self._slow_after = slow_after
         self._reasons = reasons or ReasonSettings()
@@ -113,14 +119,15 @@ class Poller:
         # what it overrides, on every poll; a token restores the same.
         tokens = structlog.contextvars.bind_contextvars(**context)
         try:
-            started = time.perf_counter()
-            async with admitted(self._slots, self._pauses, target):
-                outcome = await self._fetch(job_id, self._client_for(target))
-            timed_out = isinstance(outcome, Failed) and outcome.result == "timeout"
-            slow = timed_out or time.perf_counter() - started > self._slow_after
-            result = await self.apply(job_id, outcome, slow=slow)
-            self._metrics.poll_duration.observe(time.perf_counter() - started)
-            self._metrics.count_poll(target, result)
+            async with self._started:
+                started = time.perf_counter()
+                async with admitted(self._slots, self._pauses, target):
+                    outcome = await self._fetch(job_id, self._client_for(target))
+                timed_out = isinstance(outcome, Failed) and outcome.result == "timeout"
+                slow = timed_out or time.perf_counter() - started > self._slow_after
+                result = await self.apply(job_id, outcome, slow=slow)
+                self._metrics.poll_duration.observe(time.perf_counter() - started)
+                self._metrics.count_poll(target, result)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
 

@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 
 from monitor.config.settings import PollSettings, RetrySettings
 from monitor.core.state import JobState
+from monitor.daemon.group_commit import MAX_BATCH
 from monitor.daemon.handoff import Failed
 from monitor.errors import StateError
 from monitor.modelarts import client as client_module
@@ -541,6 +542,42 @@ async def test_a_poll_gives_its_slot_back_before_its_outcome_is_applied(
         release.set()
         await asyncio.wait_for(asyncio.gather(*polls), 5)
         assert all(path.health(j).up for j in jobs)
+
+
+async def test_polls_past_their_request_are_bounded_by_the_slots_and_one_commit_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrency 4: with every outcome waiting to be applied, at most 4 + ``MAX_BATCH`` polls
+    have fetched their body; the rest wait before their request, so a first round cannot
+    hold thousands of bodies ahead of their commits."""
+    bound = 4 + MAX_BATCH
+    jobs = [f"6a1b0000-0000-4000-8000-{i:012d}" for i in range(bound + 3)]
+    requested: list[str] = []
+    release = asyncio.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        requested.append(job_id)
+        return httpx.Response(200, json=job_doc(job_id=job_id))
+
+    async with job_path(tmp_path, handler, watch=False) as path:
+        for job_id in jobs:
+            path.book.watch(job_id, {})
+        apply = path.book.apply_poll
+
+        async def held(job_id: str, *args: Any, **kwargs: Any) -> str:
+            await release.wait()
+            return await apply(job_id, *args, **kwargs)
+
+        monkeypatch.setattr(path.book, "apply_poll", held)
+        polls = [asyncio.create_task(path.poller.poll(j)) for j in jobs]
+        await wait_for(lambda: len(requested) == bound)
+        for _ in range(20):  # every chance for another request to go out
+            await asyncio.sleep(0)
+        assert len(requested) == bound
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*polls), 10)
+        assert sorted(requested) == sorted(jobs)
 
 
 async def test_a_job_the_book_no_longer_watches_frees_its_prepared_request(
