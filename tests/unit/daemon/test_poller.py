@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -508,6 +508,37 @@ async def test_slow_jobs_share_a_quarter_of_the_slots_and_healthy_jobs_keep_thei
         assert not any(path.health(j).slow for j in slow), "a quick poll leaves the lane"
 
 
+def answering(requested: list[str]) -> Callable[[httpx.Request], httpx.Response]:
+    """The fake API for many jobs: each detail GET answered with its job's document, and its
+    job noted in ``requested``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        job_id = request.url.path.rsplit("/", 1)[-1]
+        requested.append(job_id)
+        return httpx.Response(200, json=job_doc(job_id=job_id))
+
+    return handler
+
+
+def held_applies(
+    path: JobPath, jobs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, list[str]]:
+    """Watch ``jobs`` and hold every apply until the returned event is set (a first round's
+    polls waiting for their batch's commit); the list notes each job as its apply begins."""
+    release, applying = asyncio.Event(), list[str]()
+    for job_id in jobs:
+        path.book.watch(job_id, {})
+    apply = path.book.apply_poll
+
+    async def held(job_id: str, *args: Any, **kwargs: Any) -> str:
+        applying.append(job_id)
+        await release.wait()
+        return await apply(job_id, *args, **kwargs)
+
+    monkeypatch.setattr(path.book, "apply_poll", held)
+    return release, applying
+
+
 async def test_a_poll_gives_its_slot_back_before_its_outcome_is_applied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -516,25 +547,8 @@ async def test_a_poll_gives_its_slot_back_before_its_outcome_is_applied(
     is not left idle while they wait."""
     jobs = [f"6a1b0000-0000-4000-8000-00000000000{i}" for i in range(5)]
     requested: list[str] = []
-    applying: list[str] = []
-    release = asyncio.Event()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        job_id = request.url.path.rsplit("/", 1)[-1]
-        requested.append(job_id)
-        return httpx.Response(200, json=job_doc(job_id=job_id))
-
-    async with job_path(tmp_path, handler, watch=False) as path:
-        for job_id in jobs:
-            path.book.watch(job_id, {})
-        apply = path.book.apply_poll
-
-        async def held(job_id: str, *args: Any, **kwargs: Any) -> str:
-            applying.append(job_id)
-            await release.wait()
-            return await apply(job_id, *args, **kwargs)
-
-        monkeypatch.setattr(path.book, "apply_poll", held)
+    async with job_path(tmp_path, answering(requested), watch=False) as path:
+        release, applying = held_applies(path, jobs, monkeypatch)
         polls = [asyncio.create_task(path.poller.poll(j)) for j in jobs[:4]]
         await wait_for(lambda: len(applying) == 4)
         polls.append(asyncio.create_task(path.poller.poll(jobs[4])))
@@ -553,23 +567,8 @@ async def test_polls_past_their_request_are_bounded_by_the_slots_and_one_commit_
     bound = 4 + MAX_BATCH
     jobs = [f"6a1b0000-0000-4000-8000-{i:012d}" for i in range(bound + 3)]
     requested: list[str] = []
-    release = asyncio.Event()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        job_id = request.url.path.rsplit("/", 1)[-1]
-        requested.append(job_id)
-        return httpx.Response(200, json=job_doc(job_id=job_id))
-
-    async with job_path(tmp_path, handler, watch=False) as path:
-        for job_id in jobs:
-            path.book.watch(job_id, {})
-        apply = path.book.apply_poll
-
-        async def held(job_id: str, *args: Any, **kwargs: Any) -> str:
-            await release.wait()
-            return await apply(job_id, *args, **kwargs)
-
-        monkeypatch.setattr(path.book, "apply_poll", held)
+    async with job_path(tmp_path, answering(requested), watch=False) as path:
+        release, _ = held_applies(path, jobs, monkeypatch)
         polls = [asyncio.create_task(path.poller.poll(j)) for j in jobs]
         await wait_for(lambda: len(requested) == bound)
         for _ in range(20):  # every chance for another request to go out

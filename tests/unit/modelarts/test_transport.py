@@ -6,6 +6,7 @@ armed per chunk read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import time
@@ -99,6 +100,29 @@ async def streamed(parts: list[bytes]) -> AsyncIterator[bytes]:
         yield part
 
 
+@contextlib.asynccontextmanager
+async def recording(
+    record: Callable[[web.Request], Awaitable[web.Response]],
+) -> AsyncIterator[str]:
+    """A loopback aiohttp server handing every request to ``record``; yields its base URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def exchange(transport: httpx.AsyncBaseTransport, request: httpx.Request) -> None:
+    """Send ``request`` straight through ``transport`` and read its answer whole."""
+    response = await transport.handle_async_request(request)
+    await response.aread()
+    await response.aclose()
+
+
 REQUESTS: dict[str, Callable[[str], httpx.Request]] = {
     "a signed detail GET": lambda url: httpx.Request(
         "GET",
@@ -141,23 +165,15 @@ async def test_a_request_goes_out_exactly_as_httpx_aiohttps_own_transport_sends_
         received.append((request.method, request.path_qs, list(request.raw_headers), body))
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     reference = AiohttpTransport()
     ours = monitor_transport()
-    try:
-        for transport in (reference, ours):
-            response = await transport.handle_async_request(REQUESTS[name](url))
-            await response.aread()
-            await response.aclose()
-    finally:
-        await reference.aclose()
-        await ours.aclose()
-        await runner.cleanup()
+    async with recording(record) as url:
+        try:
+            for transport in (reference, ours):
+                await exchange(transport, REQUESTS[name](url))
+        finally:
+            await reference.aclose()
+            await ours.aclose()
     assert len(received) == 2
     assert received[1] == received[0]
 
@@ -172,29 +188,21 @@ async def test_a_prepared_wire_url_is_sent_unless_the_request_was_given_another_
         paths.append(request.path_qs)
         return web.json_response({})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     transport = monitor_transport()
+    async with recording(record) as url:
 
-    def request() -> httpx.Request:
-        own = httpx.URL(f"{url}/own")
-        wire = (own._uri_reference, yarl.URL(f"{url}/prepared"))
-        return httpx.Request("GET", own, extensions={WIRE_URL: wire})
+        def request() -> httpx.Request:
+            own = httpx.URL(f"{url}/own")
+            wire = (own._uri_reference, yarl.URL(f"{url}/prepared"))
+            return httpx.Request("GET", own, extensions={WIRE_URL: wire})
 
-    replaced = request()
-    replaced.url = replaced.url.copy_with(path="/replaced")
-    try:
-        for each in (request(), replaced):
-            response = await transport.handle_async_request(each)
-            await response.aread()
-            await response.aclose()
-    finally:
-        await transport.aclose()
-        await runner.cleanup()
+        replaced = request()
+        replaced.url = replaced.url.copy_with(path="/replaced")
+        try:
+            for each in (request(), replaced):
+                await exchange(transport, each)
+        finally:
+            await transport.aclose()
     assert paths == ["/prepared", "/replaced"]
 
 
