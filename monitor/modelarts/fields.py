@@ -12,7 +12,7 @@ field in it (``where``) rather than a path formatted for each field of each reco
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from monitor.core.job import Bound
@@ -80,24 +80,34 @@ def word(value: object, path: str, key: str | int | None = None) -> str:
     or role name, start type, recovery strategy): one copy for all snapshots (``sys.intern``),
     not one a job (most of what their strings weighed). Each word's clean copy is remembered,
     so the next job's equal word is that copy without being checked again."""
-    if type(value) is str:
-        known = _LINE_WORDS.get(value)
-        if known is not None:
-            return known
-    elif value is None:
-        return ""
-    return _learned(_LINE_WORDS, line(value, where(path, key)))
+    return _remembered(_LINE_WORDS, _line_at, value, path, key)
 
 
 def text_word(value: object, path: str, key: str | int | None = None) -> str:
     """``word`` for free text every job repeats (an end reason, a fault scenario)."""
+    return _remembered(_TEXT_WORDS, text, value, path, key)
+
+
+def _line_at(value: object, path: str, key: str | int | None) -> str:
+    return line(value, where(path, key))
+
+
+def _remembered(
+    words: dict[str, str],
+    clean: Callable[[object, str, str | int | None], str],
+    value: object,
+    path: str,
+    key: str | int | None,
+) -> str:
+    """A word already remembered as clean is its shared copy; any other value is cleaned by
+    ``clean`` (which words with ``path`` and ``key`` any refusal) and its copy remembered."""
     if type(value) is str:
-        known = _TEXT_WORDS.get(value)
+        known = words.get(value)
         if known is not None:
             return known
     elif value is None:
         return ""
-    return _learned(_TEXT_WORDS, text(value, path, key))
+    return _learned(words, clean(value, path, key))
 
 
 def _learned(words: dict[str, str], clean: str) -> str:
