@@ -103,8 +103,12 @@ class Poller:
 
     def client_of(self, job_id: str) -> ModelArtsClient:
         """The client of the job's target (the first one's for a job no longer watched)."""
+        return self._client_for(self._target_of(job_id))
+
+    def _target_of(self, job_id: str) -> str:
+        """The job's target name ("" for a job no longer watched)."""
         view = self._book.view(job_id)
-        return self._client_for(view.target if view is not None else "")
+        return view.target if view is not None else ""
 
     def _client_for(self, target: str) -> ModelArtsClient:
         return self._clients.get(target) or next(iter(self._clients.values()))
@@ -160,8 +164,7 @@ class Poller:
         """The job's newest Error and Warning events, newest first; ``[]`` if either level
         cannot be fetched (all or nothing: a partial list would hide the missing level)."""
         limit = self._reasons.max
-        view = self._book.view(job_id)
-        target = view.target if view is not None else ""
+        target = self._target_of(job_id)
         client = self._client_for(target)
         async with admitted(self._slots, self._pauses, target):
             fetched = await asyncio.gather(
